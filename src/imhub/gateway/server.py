@@ -1,0 +1,128 @@
+"""The gateway's owner: the listening socket, every open session and the idle sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from imhub.config import Config
+from imhub.gateway.listener import SniffProtocol
+from imhub.gateway.outlet import FrameOutlet
+from imhub.gateway.tcp import TcpConnection
+from imhub.gateway.websocket import serve_websocket
+from imhub.protocol.errors import ErrorCode
+from imhub.service.dispatch import Dispatcher
+from imhub.service.sessions import Session
+
+log = logging.getLogger(__name__)
+
+HttpHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        dispatcher: Dispatcher,
+        on_close: Callable[[Session], None],
+        http_handler: HttpHandler,
+    ) -> None:
+        self.config = config
+        self.dispatcher = dispatcher
+        self._on_close = on_close
+        self._http_handler = http_handler
+        self.sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+        self._http: web.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._http = web.Server(self._route_http, keepalive_timeout=75)
+        self._server = await self._loop.create_server(
+            lambda: SniffProtocol(self), self.config.host, self.config.port, backlog=4096
+        )
+        self._sweeper = asyncio.create_task(self._sweep(), name="imhub-sweeper")
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop accepting, tell every session the server is going, close them."""
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for session in list(self.sessions):
+            session.error(ErrorCode.SHUTTING_DOWN, "server is shutting down")
+            session.close()
+        if self._http is not None:
+            await self._http.shutdown(1.0)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def outlet(
+        self,
+        transport: asyncio.Transport,
+        header: Callable[[int], bytes],
+        closer: Callable[[], None],
+    ) -> FrameOutlet:
+        return FrameOutlet(transport, header, self.config.max_outbound, closer)
+
+    def open_session(self, outlet: FrameOutlet) -> Session:
+        assert self._loop is not None
+        session = Session(outlet, self._loop.time())
+        self.sessions.add(session)
+        return session
+
+    def close_session(self, session: Session) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self._on_close(session)
+
+    async def _route_http(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/ws":
+            return await serve_websocket(request, self)
+        return await self._http_handler(request)
+
+    def stats(self) -> dict[str, int]:
+        return {"connections": len(self.sessions)}
+
+    def tcp_protocol(self) -> TcpConnection:
+        return TcpConnection(self)
+
+    def http_protocol(self) -> RequestHandler:
+        assert self._http is not None
+        return self._http()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a task the gateway owns (and cancels on stop)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        """Close connections that did not log in in time or have gone silent."""
+        cfg = self.config
+        interval = max(0.05, min(1.0, cfg.login_timeout / 4, cfg.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            assert self._loop is not None
+            now = self._loop.time()
+            for s in list(self.sessions):
+                if s.user_id is None and now - s.opened > cfg.login_timeout:
+                    s.error(ErrorCode.TIMEOUT, f"no login within {cfg.login_timeout:g} s")
+                    s.close()
+                elif now - s.last_seen > cfg.idle_timeout:
+                    s.error(ErrorCode.TIMEOUT, f"idle for over {cfg.idle_timeout:g} s")
+                    s.close()

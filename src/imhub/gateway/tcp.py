@@ -1,0 +1,97 @@
+"""The TCP frame protocol: length-prefixed JSON frames on a raw socket.
+
+Reading stops while a handler that must finish first (login, chat_enter) is running, and
+while the socket's send buffer is above its high-water mark, so a client that sends without
+reading cannot make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, cast
+
+from imhub.protocol import codec
+from imhub.protocol.errors import ImError
+from imhub.protocol.framing import FrameDecoder, frame_header
+from imhub.service.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    from imhub.gateway.server import Gateway
+
+WRITE_HIGH_WATER = 64 * 1024
+
+
+class TcpConnection(asyncio.Protocol):
+    __slots__ = (
+        "_busy",
+        "_decoder",
+        "_gateway",
+        "_inbox",
+        "_loop",
+        "_transport",
+        "_write_paused",
+        "session",
+    )
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._decoder = FrameDecoder(gateway.config.max_frame)
+        self._inbox: deque[bytes] = deque()
+        self._busy = False
+        self._write_paused = False
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        outlet = self._gateway.outlet(transport, frame_header, transport.close)
+        self.session = self._gateway.open_session(outlet)
+
+    def data_received(self, data: bytes) -> None:
+        self.session.last_seen = self._loop.time()
+        try:
+            self._inbox.extend(self._decoder.feed(data))
+        except ImError as exc:  # a broken frame: the stream cannot be trusted any more
+            self._inbox.clear()
+            Dispatcher.refuse(self.session, exc)
+            return
+        if not self._busy:
+            self._process()
+
+    def _process(self) -> None:
+        dispatcher = self._gateway.dispatcher
+        session = self.session
+        while self._inbox and not session.closed:
+            payload = self._inbox.popleft()
+            try:
+                msg = codec.decode(payload)
+            except ImError as exc:
+                Dispatcher.refuse(session, exc)
+                continue
+            pending = dispatcher.handle(session, msg)
+            if pending is not None:
+                self._busy = True
+                self._transport.pause_reading()
+                self._gateway.spawn(self._finish(pending))
+                return
+
+    async def _finish(self, pending: Awaitable[None]) -> None:
+        await pending
+        self._busy = False
+        self._process()
+        if not self._busy and not self._write_paused and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gateway.close_session(self.session)

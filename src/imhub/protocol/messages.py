@@ -1,0 +1,89 @@
+"""The wire message: the seed's ``ImMsg`` fields, with its camelCase names, and the code tables.
+
+Every field but ``msgType`` is optional on the wire; each handler checks the fields it needs.
+Ids are integers below 2**53 so that JavaScript clients read them exactly.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Annotated
+
+import msgspec
+
+MAX_ID = 2**53 - 1
+
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+SmallInt = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+
+
+class MsgType(IntEnum):
+    """Message types: 0-7 are the seed's, 8 and up are imhub's."""
+
+    HEARTBEAT = 0
+    LOGIN = 1
+    LOGOUT = 2
+    CHAT = 3
+    CHAT_ANSWER = 4
+    CHAT_ENTER = 5
+    CHAT_QUIT = 6
+    NOTICE = 7
+    ERROR = 8
+    UNREAD = 9
+
+
+class ClientType(IntEnum):
+    """The seed's client kinds (``fromClientType``)."""
+
+    ANDROID = 0
+    IOS = 1
+    PC = 2
+    APPLET = 3
+    WEB = 4
+    REST = 5
+
+
+class BodyType(IntEnum):
+    """The seed's body kinds (``bodyType``)."""
+
+    TEXT = 0
+    IMAGE = 1
+    VOICE = 2
+    VIDEO = 3
+    FILE = 4
+    LOCATION = 5
+    LINK = 6
+    TIPS = 7
+    NOTIFICATION = 8
+
+
+class UnreadChat(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """One chat with unread messages, as listed in the login answer and the unread answer."""
+
+    chat_id: Id
+    count: SmallInt
+    peer_user_id: Id | None = None
+    team_id: Id | None = None
+
+
+class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """One protocol message, in either direction. Unknown fields are ignored on decode."""
+
+    msg_type: SmallInt
+    chat_id: Id | None = None
+    team_id: Id | None = None
+    from_user_id: Id | None = None
+    to_user_id: Id | None = None
+    from_client_type: SmallInt | None = None
+    msg_id_client: str | None = None
+    msg_id_server: Id | None = None
+    body_type: SmallInt | None = None
+    body: str | None = None
+    send_time: Id | None = None
+    time: SmallInt | None = None
+    token: str | None = None
+    code: SmallInt | None = None
+    reason: str | None = None
+    user_id: Id | None = None
+    notice_id: Id | None = None
+    unread: list[UnreadChat] | None = None

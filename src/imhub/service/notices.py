@@ -1,0 +1,79 @@
+"""Notices from business backends (HTTP) and from users: stored, then pushed once per target."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from imhub.protocol import codec
+from imhub.protocol.errors import ErrorCode, ImError
+from imhub.protocol.messages import BodyType, ImMsg, MsgType
+from imhub.service.outbound import notice_message
+from imhub.service.sessions import Session, SessionRegistry
+from imhub.storage.notices import NoticeIn, StoredNotice, StoreNotices
+from imhub.storage.writer import BatchWriter
+
+MAX_TARGETS = 10_000
+
+
+class NoticeService:
+    def __init__(
+        self, writer: BatchWriter, registry: SessionRegistry, clock_ms: Callable[[], int]
+    ) -> None:
+        self._writer = writer
+        self._registry = registry
+        self._clock_ms = clock_ms
+        self._store = StoreNotices(registry.online)
+
+    async def notify(
+        self, from_user_id: int, to_user_ids: list[int], body_type: int, body: str
+    ) -> StoredNotice:
+        """Store a notice for every target and push it to those online; raises ``ImError``."""
+        targets = tuple(dict.fromkeys(to_user_ids))
+        if not targets or len(targets) > MAX_TARGETS:
+            raise ImError(ErrorCode.BAD_REQUEST, f"give 1 to {MAX_TARGETS} target users")
+        item = NoticeIn(from_user_id, body_type, body, self._clock_ms(), targets)
+        fut: asyncio.Future[StoredNotice | ImError] = asyncio.get_running_loop().create_future()
+
+        def stored(result: StoredNotice | ImError) -> None:
+            if isinstance(result, StoredNotice):
+                self._push(result)  # in the writer's order, before any later login claims
+            if not fut.done():
+                fut.set_result(result)
+
+        self._writer.submit(self._store, item, stored)
+        result = await fut
+        if isinstance(result, ImError):
+            raise result
+        return result
+
+    def _push(self, stored: StoredNotice) -> None:
+        payload = codec.encode(notice_message(stored.notice))
+        for user_id in stored.live:
+            for s in self._registry.sessions_of(user_id):
+                s.send(payload)
+
+    async def from_client(self, session: Session, msg: ImMsg) -> None:
+        """Handle msgType 7 sent by a client: a notice to ``toUserId``."""
+        assert session.user_id is not None
+        if msg.to_user_id is None or msg.body is None:
+            raise ImError(
+                ErrorCode.BAD_REQUEST,
+                "toUserId and body are required",
+                msg_id_client=msg.msg_id_client,
+            )
+        body_type = BodyType.NOTIFICATION if msg.body_type is None else msg.body_type
+        try:
+            stored = await self.notify(session.user_id, [msg.to_user_id], body_type, msg.body)
+        except ImError as exc:
+            exc.msg_id_client = msg.msg_id_client
+            raise
+        session.reply(
+            ImMsg(
+                msg_type=MsgType.NOTICE,
+                code=ErrorCode.OK,
+                notice_id=stored.notice.notice_id,
+                msg_id_client=msg.msg_id_client,
+                send_time=stored.notice.send_time,
+            )
+        )

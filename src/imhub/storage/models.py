@@ -1,0 +1,163 @@
+"""The seed's six tables, with the columns imhub adds, and the notice tables.
+
+Added columns and why (see docs/architecture.md):
+- ``person_msg.chat_id``: find a chat's messages without scanning both users' rows.
+- ``person_msg.send_time``: the server's acceptance time in epoch milliseconds, identical on
+  every database (DATETIME precision and time zones differ between backends).
+- ``person_msg`` unique ``(from_user_id, msg_id_client)``: a retried send is stored once.
+- ``chat`` unique ``(from_user_id, to_user_id, team_id)``: one row per pair (smaller user id
+  in ``from_user_id``) and room for the per-member group rows.
+- ``notice`` / ``notice_target``: backend notices, stored once and delivered once per target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so BIGINT becomes INTEGER there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Audited:
+    """The seed's bookkeeping columns, common to every table."""
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    create_time: Mapped[dt.datetime | None] = mapped_column(DateTime, server_default=func.now())
+    update_time: Mapped[dt.datetime | None] = mapped_column(
+        DateTime, server_default=func.now(), onupdate=func.now()
+    )
+    delete_flag: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+
+
+class User(Audited, Base):
+    __tablename__ = "users"
+    user_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(20), nullable=False)
+    mobile: Mapped[str] = mapped_column(String(20), nullable=False)
+    head_img: Mapped[str] = mapped_column(String(125), nullable=False, default="")
+
+
+class Chat(Audited, Base):
+    """A conversation. One-to-one: ``from_user_id`` < ``to_user_id``; each side's unread count."""
+
+    __tablename__ = "chat"
+    chat_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_type: Mapped[int] = mapped_column(Integer, nullable=False)  # 0 person, 1 team
+    from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    to_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    team_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    from_unread_num: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    to_unread_num: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    __table_args__ = (
+        UniqueConstraint("from_user_id", "to_user_id", "team_id", name="uq_chat_pair"),
+        Index("ix_chat_to_user_id", "to_user_id"),
+    )
+
+
+class Team(Audited, Base):
+    __tablename__ = "team"
+    team_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_name: Mapped[str] = mapped_column(String(50), nullable=False)
+    team_admin: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    team_admin_name: Mapped[str] = mapped_column(String(20), nullable=False)
+
+
+class PersonMsg(Audited, Base):
+    __tablename__ = "person_msg"
+    person_msg_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    to_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    client_type: Mapped[int] = mapped_column(Integer, nullable=False)
+    body_type: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    voice_time: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cancel_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    read_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    msg_id_client: Mapped[str] = mapped_column(String(50), nullable=False)
+    send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    __table_args__ = (
+        UniqueConstraint("from_user_id", "msg_id_client", name="uq_person_msg_client_id"),
+        Index("ix_person_msg_to_user_unread", "to_user_id", "read_flag"),
+        Index("ix_person_msg_chat", "chat_id", "person_msg_id"),
+    )
+
+
+class TeamMsg(Audited, Base):
+    __tablename__ = "team_msg"
+    team_msg_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    client_type: Mapped[int] = mapped_column(Integer, nullable=False)
+    msg_type: Mapped[int] = mapped_column(Integer, nullable=False)
+    body_type: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    voice_time: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cancel_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    read_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    read_num: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    msg_id_client: Mapped[str] = mapped_column(String(50), nullable=False)
+
+
+class TeamMemberMsg(Audited, Base):
+    __tablename__ = "team_member_msg"
+    team_member_msg_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    team_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    team_msg_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    to_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    read_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    read_time: Mapped[dt.datetime | None] = mapped_column(DateTime, server_default=func.now())
+
+
+class Notice(Base):
+    """A notice from a business backend or the system, stored once for all its targets."""
+
+    __tablename__ = "notice"
+    notice_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    body_type: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class NoticeTarget(Base):
+    """One target user of a notice; ``delivered`` flips once, when it is written to them."""
+
+    __tablename__ = "notice_target"
+    notice_target_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    to_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    delivered: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    __table_args__ = (Index("ix_notice_target_pending", "to_user_id", "delivered"),)
+
+
+# Typed handles on the tables, for the Core statements of the repositories.
+users_table = cast(Table, User.__table__)
+chat_table = cast(Table, Chat.__table__)
+person_msg_table = cast(Table, PersonMsg.__table__)
+notice_table = cast(Table, Notice.__table__)
+notice_target_table = cast(Table, NoticeTarget.__table__)

@@ -1,0 +1,142 @@
+"""Notices: stored once with one target row per user; each target is delivered exactly once.
+
+Whether a target is delivered live is decided inside the writer's transaction from who is
+online at that point; a login claims the targets still pending in the same ordered stream,
+so a notice racing a login is handed over by exactly one of the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.chats import last_msg_id
+from imhub.storage.models import notice_table, notice_target_table
+from imhub.storage.users import existing_users
+
+notice_t = notice_table
+target_t = notice_target_table
+
+
+@dataclass(slots=True, frozen=True)
+class NoticeIn:
+    from_user_id: int
+    body_type: int
+    body: str
+    send_time: int
+    to_user_ids: tuple[int, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class NoticeRow:
+    notice_id: int
+    from_user_id: int
+    body_type: int
+    body: str
+    send_time: int
+
+
+@dataclass(slots=True, frozen=True)
+class StoredNotice:
+    notice: NoticeRow
+    live: tuple[int, ...]  # online when stored: marked delivered, to be written to them now
+    pending: tuple[int, ...]  # offline: delivered on their next login
+
+
+class StoreNotices:
+    """Writer kind: store notices, marking targets that are online as delivered."""
+
+    def __init__(self, online: Callable[[int], bool]) -> None:
+        self._online = online
+
+    async def run(
+        self, conn: AsyncConnection, items: Sequence[NoticeIn]
+    ) -> list[StoredNotice | ImError]:
+        results: list[StoredNotice | ImError] = []
+        for n in items:
+            missing = set(n.to_user_ids) - await existing_users(conn, set(n.to_user_ids))
+            if missing:
+                results.append(ImError(ErrorCode.NOT_FOUND, f"unknown users: {sorted(missing)}"))
+                continue
+            notice_id = (
+                await conn.execute(
+                    insert(notice_t)
+                    .values(
+                        from_user_id=n.from_user_id,
+                        body_type=n.body_type,
+                        body=n.body,
+                        send_time=n.send_time,
+                    )
+                    .returning(notice_t.c.notice_id)
+                )
+            ).scalar_one()
+            live = tuple(u for u in n.to_user_ids if self._online(u))
+            pending = tuple(u for u in n.to_user_ids if u not in live)
+            await conn.execute(
+                insert(target_t),
+                [
+                    {"notice_id": notice_id, "to_user_id": u, "delivered": u in live}
+                    for u in n.to_user_ids
+                ],
+            )
+            row = NoticeRow(notice_id, n.from_user_id, n.body_type, n.body, n.send_time)
+            results.append(StoredNotice(row, live, pending))
+        return results
+
+
+@dataclass(slots=True, frozen=True)
+class LoginIn:
+    user_id: int
+    # Called with the newest message id at this point of the write stream; makes the session
+    # visible to the writes queued after it. False: the connection is gone, claim nothing.
+    register: Callable[[int], bool]
+
+
+@dataclass(slots=True, frozen=True)
+class LoginSnapshot:
+    last_msg_id: int  # messages up to here come from storage; later ones arrive live
+    notices: list[NoticeRow]  # pending notices, now claimed by this login
+
+
+class ClaimOnLogin:
+    """Writer kind: the point in the write stream where a session comes online."""
+
+    async def run(
+        self, conn: AsyncConnection, items: Sequence[LoginIn]
+    ) -> list[LoginSnapshot | ImError]:
+        results: list[LoginSnapshot | ImError] = []
+        for item in items:
+            last = await last_msg_id(conn)
+            if not item.register(last):
+                results.append(LoginSnapshot(last, []))
+                continue
+            rows = (
+                await conn.execute(
+                    select(
+                        target_t.c.notice_target_id,
+                        notice_t.c.notice_id,
+                        notice_t.c.from_user_id,
+                        notice_t.c.body_type,
+                        notice_t.c.body,
+                        notice_t.c.send_time,
+                    )
+                    .join(notice_t, notice_t.c.notice_id == target_t.c.notice_id)
+                    .where(
+                        target_t.c.to_user_id == item.user_id,
+                        target_t.c.delivered == False,  # noqa: E712 - SQL expression
+                    )
+                    .order_by(target_t.c.notice_target_id)
+                )
+            ).all()
+            if rows:
+                await conn.execute(
+                    update(target_t)
+                    .where(target_t.c.notice_target_id.in_([r[0] for r in rows]))
+                    .values(delivered=True)
+                )
+            results.append(LoginSnapshot(last, [NoticeRow(*tuple(r)[1:]) for r in rows]))
+        return results

@@ -1,0 +1,56 @@
+"""Users: created by ``imhub user add`` or the HTTP API; looked up at login and on send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from imhub.storage.models import users_table
+
+user_t = users_table
+
+
+@dataclass(slots=True, frozen=True)
+class UserRow:
+    user_id: int
+    username: str
+    mobile: str
+    head_img: str
+
+
+async def add_user(engine: AsyncEngine, username: str, mobile: str, head_img: str = "") -> int:
+    async with engine.begin() as conn:
+        return int(
+            (
+                await conn.execute(
+                    insert(user_t)
+                    .values(username=username, mobile=mobile, head_img=head_img)
+                    .returning(user_t.c.user_id)
+                )
+            ).scalar_one()
+        )
+
+
+async def get_user(engine: AsyncEngine, user_id: int) -> UserRow | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    user_t.c.user_id, user_t.c.username, user_t.c.mobile, user_t.c.head_img
+                ).where(user_t.c.user_id == user_id, user_t.c.delete_flag == False)  # noqa: E712
+            )
+        ).first()
+    return UserRow(*row) if row else None
+
+
+async def existing_users(conn: AsyncConnection, user_ids: set[int]) -> set[int]:
+    """The ids among ``user_ids`` that belong to users who exist and are not deleted."""
+    found = await conn.execute(
+        select(user_t.c.user_id).where(
+            user_t.c.user_id.in_(user_ids),
+            user_t.c.delete_flag == False,  # noqa: E712
+        )
+    )
+    return set(found.scalars())

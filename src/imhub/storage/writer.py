@@ -1,0 +1,134 @@
+"""The batched writer: every write that must be ordered goes through one queue and one task.
+
+Jobs that arrive together are applied in one transaction and committed once, which lifts the
+ceiling of one commit per message (about a thousand a second on any of our databases). Each
+job's ``done`` callback runs only after its batch committed, in submission order, so a
+``chat_answer`` always follows the durable write and deliveries keep the order of sends.
+If a batch fails, its jobs are retried one by one, so one bad job fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from imhub.protocol.errors import ErrorCode, ImError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+T_contra = TypeVar("T_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class WriteKind(Protocol[T_contra, R_co]):
+    """One kind of write, applied to a run of consecutive jobs of that kind in one statement
+    set. Returns one result per item, in order; a refused item's result is an ``ImError``."""
+
+    async def run(
+        self, conn: AsyncConnection, items: Sequence[T_contra]
+    ) -> Sequence[R_co | ImError]: ...
+
+
+@dataclass(slots=True)
+class _Job(Generic[T, R]):
+    kind: WriteKind[T, R]
+    item: T
+    done: Callable[[R | ImError], None]
+
+
+class BatchWriter:
+    def __init__(self, engine: AsyncEngine, batch_max: int = 512) -> None:
+        self._engine = engine
+        self._batch_max = batch_max
+        self._queue: deque[_Job[Any, Any]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0  # committed transactions, for tests and metrics
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="imhub-writer")
+
+    def submit(self, kind: WriteKind[T, R], item: T, done: Callable[[R | ImError], None]) -> None:
+        """Queue a write; ``done`` gets its result after the commit (or the refusal)."""
+        if self._closing:
+            done(ImError(ErrorCode.SHUTTING_DOWN, "server is shutting down"))
+            return
+        self._queue.append(_Job(kind, item, done))
+        self._wakeup.set()
+
+    async def call(self, kind: WriteKind[T, R], item: T) -> R:
+        """Queue a write and wait for its result; raises the ``ImError`` of a refusal."""
+        fut: asyncio.Future[R | ImError] = asyncio.get_running_loop().create_future()
+
+        def resolve(result: R | ImError) -> None:
+            if not fut.done():
+                fut.set_result(result)
+
+        self.submit(kind, item, resolve)
+        result = await fut
+        if isinstance(result, ImError):
+            raise result
+        return result
+
+    async def close(self) -> None:
+        """Apply what is queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            n = min(len(self._queue), self._batch_max)
+            jobs = [self._queue.popleft() for _ in range(n)]
+            try:
+                results = await self._apply(jobs)
+            except Exception:
+                log.exception("batch of %d writes failed; retrying them one by one", n)
+                self._rolled_back(jobs)
+                results = [await self._apply_alone(job) for job in jobs]
+            for job, result in zip(jobs, results, strict=True):
+                try:
+                    job.done(result)
+                except Exception:
+                    log.exception("write callback failed")
+
+    async def _apply(self, jobs: list[_Job[Any, Any]]) -> list[Any]:
+        results: list[Any] = []
+        async with self._engine.begin() as conn:
+            for kind, run in groupby(jobs, key=lambda j: j.kind):
+                results.extend(await kind.run(conn, [j.item for j in run]))
+        self.batches += 1
+        return results
+
+    @staticmethod
+    def _rolled_back(jobs: list[_Job[Any, Any]]) -> None:
+        """Tell kinds that keep caches that what they cached in the batch may not exist."""
+        for kind in {id(j.kind): j.kind for j in jobs}.values():
+            hook = getattr(kind, "rolled_back", None)
+            if hook is not None:
+                hook()
+
+    async def _apply_alone(self, job: _Job[Any, Any]) -> Any:
+        try:
+            return (await self._apply([job]))[0]
+        except Exception as exc:
+            log.error("write failed: %r", exc)
+            self._rolled_back([job])
+            return ImError(ErrorCode.INTERNAL, "storage failed; nothing was stored, retry")

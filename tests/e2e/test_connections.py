@@ -1,0 +1,122 @@
+"""The one-port listener, timeouts and slow readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections.abc import Callable
+
+import websockets
+
+from tests.helpers import ServerProcess, TcpClient
+
+
+async def test_http_request_split_into_pieces(server: ServerProcess) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for i in range(0, len(request), 3):
+        writer.write(request[i : i + 3])
+        await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 5)
+    assert response.startswith(b"HTTP/1.1 200")
+    assert b'"status":"ok"' in response
+    writer.close()
+
+
+async def test_tcp_login_split_into_single_bytes(server: ServerProcess) -> None:
+    user = await server.add_user("slowpoke")
+    c = await TcpClient.connect(server.port)
+    body = json.dumps({"msgType": 1, "token": server.token(user)}).encode()
+    for byte in struct.pack(">I", len(body)) + body:
+        await c.send_raw(bytes([byte]))
+    assert (await c.expect(1))["userId"] == user
+
+
+async def test_websocket_handshake_split_into_pieces(server: ServerProcess) -> None:
+    """A proxy that forwards the client's bytes a few at a time to the server."""
+
+    async def relay(r: asyncio.StreamReader, w: asyncio.StreamWriter, step: int) -> None:
+        while data := await r.read(65536):
+            for i in range(0, len(data), step):
+                w.write(data[i : i + step])
+                await w.drain()
+        w.close()
+
+    async def handle(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        sr, sw = await asyncio.open_connection("127.0.0.1", server.port)
+        await asyncio.gather(relay(cr, sw, 5), relay(sr, cw, 65536), return_exceptions=True)
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    user = await server.add_user("pieces")
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send(json.dumps({"msgType": 1, "token": server.token(user)}))
+        assert json.loads(await ws.recv())["userId"] == user
+    proxy.close()
+
+
+async def test_idle_connections_are_closed_and_heartbeats_keep_them(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    srv = make_server(idle_timeout=1.0)
+    _, quiet = await srv.online("quiet", "tcp")
+    _, quiet_ws = await srv.online("quiet_ws", "ws")
+    _, busy = await srv.online("busy", "ws")
+    closed = asyncio.gather(quiet.closed(5), quiet_ws.closed(5))
+    for _ in range(8):  # 2 s of heartbeats, twice the idle timeout
+        await busy.send({"msgType": 0})
+        await busy.expect(0)
+        await asyncio.sleep(0.25)  # the client's heartbeat interval, not a wait for the server
+    assert await closed == [True, True]
+    await busy.send({"msgType": 0})
+    await busy.expect(0)
+
+
+async def test_connection_that_never_logs_in_is_closed(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    srv = make_server(login_timeout=0.5)
+    c = await srv.connect("tcp")
+    await c.send({"msgType": 0})  # a heartbeat is not a login
+    await c.expect(0)
+    err = await c.expect(8)
+    assert err["code"] == 408
+    assert await c.closed()
+
+
+async def test_silent_socket_is_closed(make_server: Callable[..., ServerProcess]) -> None:
+    srv = make_server(login_timeout=0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_slow_reader_is_dropped_and_its_messages_wait(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    srv = make_server(max_outbound=64 * 1024)
+    _alice, a = await srv.online("alice")
+    bob = await srv.add_user("bob")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    slow = TcpClient(reader, writer)
+    await slow.login(srv.token(bob))  # then never reads again
+
+    # 7.5 MB for a reader that takes nothing: more than the kernel's socket buffers (4 MB
+    # at most here) and the server's 64 KiB allowance together.
+    body = "x" * 5000
+    for i in range(1500):
+        await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"m{i}", "body": body})
+    answers = [await a.expect(4) for _ in range(1500)]  # the sender is served throughout
+    assert len({x["msgIdServer"] for x in answers}) == 1500
+    status, _ = await srv.post("/api/v1/users", {"username": "probe"})
+    assert status == 201
+
+    assert await slow.closed(10)  # dropped by the server, not grown without bound
+    b = await srv.connect("tcp")
+    login = await b.login(srv.token(bob))
+    assert login["unread"][0]["count"] == 1500  # everything stays stored for later

@@ -1,0 +1,217 @@
+"""Test clients over real sockets: a raw TCP frame client and a WebSocket client with one API,
+and a handle on a server process started by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import websockets
+
+from imhub.service.auth import TokenAuthority
+
+TIMEOUT = float(os.environ.get("IMHUB_TEST_TIMEOUT", "5"))
+SECRET = "test-secret-" + "x" * 32
+API_KEY = "test-api-key"
+
+
+class Client:
+    """What both transports offer a test: send a JSON object, receive the next one."""
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def closed(self, timeout: float = TIMEOUT) -> bool:
+        """True once the server has closed the connection (messages before that are skipped)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def expect(self, msg_type: int, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next message, which must be of ``msg_type``."""
+        msg = await self.recv(timeout)
+        assert msg["msgType"] == msg_type, f"expected msgType {msg_type}, got {msg}"
+        return msg
+
+    async def login(self, token: str, client_type: int = 2) -> dict[str, Any]:
+        await self.send({"msgType": 1, "token": token, "fromClientType": client_type})
+        answer = await self.expect(1)
+        assert answer["code"] == 0, answer
+        return answer
+
+    async def chat(self, to: int, mid: str, body: str, body_type: int = 0) -> dict[str, Any]:
+        """Send a one-to-one message and return its chat_answer."""
+        await self.send(
+            {"msgType": 3, "toUserId": to, "msgIdClient": mid, "bodyType": body_type, "body": body}
+        )
+        answer = await self.expect(4)
+        assert answer["msgIdClient"] == mid
+        return answer
+
+    async def silent(self, timeout: float = 0.3) -> bool:
+        """True when nothing arrives within ``timeout`` (used to assert 'not delivered')."""
+        try:
+            msg = await self.recv(timeout)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"expected nothing, got {msg}")
+
+
+class TcpClient(Client):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> TcpClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        body = json.dumps(obj).encode()
+        await self.send_raw(struct.pack(">I", len(body)) + body)
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            (n,) = struct.unpack(">I", await self.reader.readexactly(4))
+            return json.loads(await self.reader.readexactly(n))  # type: ignore[no-any-return]
+
+    async def closed(self, timeout: float = TIMEOUT) -> bool:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    if not await self.reader.read(65536):
+                        return True
+                except ConnectionError:
+                    return True
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+class WsClient(Client):
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(cls, port: int) -> WsClient:
+        return cls(await websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None))
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(obj))
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))  # type: ignore[no-any-return]
+
+    async def closed(self, timeout: float = TIMEOUT) -> bool:
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    await self.ws.recv()
+            except websockets.ConnectionClosed:
+                return True
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+TRANSPORTS: dict[str, Callable[[int], Any]] = {"tcp": TcpClient.connect, "ws": WsClient.connect}
+
+
+class ServerProcess:
+    """An ``imhub serve`` process on a free port with its own data folder."""
+
+    def __init__(self, data_dir: Path, template_db: Path, **options: Any) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(template_db, data_dir / "imhub.db")
+        self.env = {
+            **os.environ,
+            "IMHUB_DATA_DIR": str(data_dir),
+            "IMHUB_PORT": "0",
+            "IMHUB_TOKEN_SECRET": SECRET,
+            "IMHUB_API_KEY": API_KEY,
+            "IMHUB_LOG_LEVEL": "WARNING",
+        }
+        for key, value in options.items():
+            self.env["IMHUB_" + key.upper()] = str(value)
+        self.auth = TokenAuthority(self.env["IMHUB_TOKEN_SECRET"])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "imhub", "serve"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the process prints this once it listens
+        if not line.startswith("imhub listening on"):
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def db(self) -> sqlite3.Connection:
+        """A read connection on the server's SQLite file, to check what was stored."""
+        return sqlite3.connect(self.data_dir / "imhub.db")
+
+    def count(self, sql: str, *args: Any) -> int:
+        with self.db() as conn:
+            return int(conn.execute(sql, args).fetchone()[0])
+
+    def token(self, user_id: int, ttl: int = 3600) -> str:
+        return self.auth.mint(user_id, ttl)
+
+    async def post(
+        self, path: str, body: Any, api_key: str | None = API_KEY
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.url + path, json=body, headers=headers) as resp,
+        ):
+            return resp.status, await resp.json()
+
+    async def add_user(self, name: str = "user") -> int:
+        status, body = await self.post("/api/v1/users", {"username": name[:20]})
+        assert status == 201, body
+        return int(body["userId"])
+
+    async def connect(self, transport: str = "tcp") -> Client:
+        return await TRANSPORTS[transport](self.port)  # type: ignore[no-any-return]
+
+    async def online(self, name: str = "user", transport: str = "tcp") -> tuple[int, Client]:
+        """A new user, logged in on a new connection."""
+        user_id = await self.add_user(name)
+        client = await self.connect(transport)
+        await client.login(self.token(user_id))
+        return user_id, client
