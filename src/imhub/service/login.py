@@ -56,17 +56,23 @@ class LoginService:
             self._registry.add(session)
             return True
 
-        snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))
-        if session.user_id is None:
-            return  # the connection closed while logging in
-        unread = await self.unread(user_id)
-        session.reply(
-            ImMsg(msg_type=MsgType.LOGIN, code=ErrorCode.OK, user_id=user_id, unread=unread)
-        )
-        await self._write_backlog(session, user_id, snapshot.last_msg_id)
-        for notice in snapshot.notices:
-            session.reply(notice_message(notice))
-        session.release_held()
+        try:
+            snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))
+            if session.user_id is None:
+                return  # the connection closed while logging in
+            unread = await self.unread(user_id)
+            session.reply(
+                ImMsg(msg_type=MsgType.LOGIN, code=ErrorCode.OK, user_id=user_id, unread=unread)
+            )
+            await self._write_backlog(session, user_id, snapshot.last_msg_id)
+            for notice in snapshot.notices:
+                session.reply(notice_message(notice))
+            session.release_held()
+        except BaseException:
+            # A login that failed half-way is not resumed: the client logs in again and gets
+            # the backlog from storage. Closing also frees what was held for it.
+            session.close()
+            raise
 
     async def _write_backlog(self, session: Session, user_id: int, upto: int) -> None:
         after = 0

@@ -13,6 +13,8 @@ from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
 
+MAX_HELD = 10_000  # live messages held for one connection while its login backlog is written
+
 
 class Outlet(Protocol):
     """The transport side of a session, implemented by the gateway for TCP and WebSocket."""
@@ -53,10 +55,14 @@ class Session:
     def send(self, payload: bytes) -> None:
         if self.closed:
             return
-        if self.held is not None:
+        if self.held is None:
+            self.outlet.send(payload)
+        elif len(self.held) < MAX_HELD:
             self.held.append(payload)
         else:
-            self.outlet.send(payload)
+            # Live traffic outran the login backlog: drop the connection rather than buffer
+            # without bound; everything is stored, and the next login starts from storage.
+            self.close()
 
     def reply(self, msg: ImMsg | bytes) -> None:
         """Send an answer to this connection's own request, ahead of held live messages."""
