@@ -86,7 +86,10 @@ async def test_messages_before_login_are_refused(server: ServerProcess, via: str
         "unknown-user",
     ],
 )
-async def test_bad_tokens_get_401_and_are_closed(server: ServerProcess, token: str) -> None:
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+async def test_bad_tokens_get_401_and_are_closed(
+    server: ServerProcess, token: str, via: str
+) -> None:
     from imhub.service.auth import TokenAuthority
 
     user = await server.add_user("u")
@@ -95,7 +98,7 @@ async def test_bad_tokens_get_401_and_are_closed(server: ServerProcess, token: s
         "wrong-secret": TokenAuthority("another-secret-" + "y" * 32).mint(user),
         "unknown-user": server.token(10**12),
     }.get(token, token)
-    c = await server.connect("tcp")
+    c = await server.connect(via)
     await c.send({"msgType": 1, "token": value})
     err = await c.expect(8)
     assert err["code"] == 401

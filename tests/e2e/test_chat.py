@@ -130,3 +130,14 @@ async def test_storage_failure_answers_an_error_and_stores_nothing(
     assert replies["bad"]["msgType"] == 8 and replies["bad"]["code"] == 500
     assert srv.count("select count(*) from person_msg where body='boom'") == 0
     assert sorted([(await b.expect(7))["body"] for _ in range(2)]) == ["fine", "fine too"]
+
+
+async def test_websocket_binary_messages_work_too(server: ServerProcess) -> None:
+    import json
+
+    _, a = await server.online("alice", "ws")
+    bob, b = await server.online("bob")
+    msg = {"msgType": 3, "toUserId": bob, "msgIdClient": "bin", "body": "binary"}
+    await a.ws.send(json.dumps(msg).encode())  # type: ignore[attr-defined]
+    assert (await a.expect(4))["code"] == 0
+    assert (await b.expect(7))["body"] == "binary"

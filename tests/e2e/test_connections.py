@@ -8,6 +8,7 @@ import socket
 import struct
 from collections.abc import Callable
 
+import aiohttp
 import websockets
 
 from tests.helpers import ServerProcess, TcpClient
@@ -72,6 +73,8 @@ async def test_idle_connections_are_closed_and_heartbeats_keep_them(
     assert await closed == [True, True]
     await busy.send({"msgType": 0})
     await busy.expect(0)
+    async with aiohttp.ClientSession() as http, http.get(srv.url + "/healthz") as resp:
+        assert (await resp.json())["connections"] == 1  # the quiet ones are gone
 
 
 async def test_connection_that_never_logs_in_is_closed(

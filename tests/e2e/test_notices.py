@@ -66,3 +66,37 @@ async def test_health_and_unknown_routes(server: ServerProcess) -> None:
             assert (await resp.json())["status"] == "ok"
         async with http.get(server.url + "/nope") as resp:
             assert resp.status == 404
+
+
+async def test_notices_racing_logins_arrive_exactly_once(server: ServerProcess) -> None:
+    """Notices posted while the user logs in and out are each written to them once."""
+    import asyncio
+
+    user = await server.add_user("racer")
+    received: list[int] = []
+
+    async def post(i: int) -> int:
+        status, body = await server.post("/api/v1/notices", {"toUserIds": [user], "body": f"n{i}"})
+        assert status == 200, body
+        return int(body["noticeId"])
+
+    async def logins() -> None:
+        for _ in range(5):
+            c = await server.connect("ws")
+            await c.login(server.token(user))
+            while True:
+                try:
+                    received.append((await c.expect(7, timeout=0.3))["noticeId"])
+                except TimeoutError:
+                    break
+            await c.close()
+
+    posted, _ = await asyncio.gather(asyncio.gather(*(post(i) for i in range(40))), logins())
+    last = await server.connect("tcp")  # picks up whatever was still pending
+    await last.login(server.token(user))
+    while True:
+        try:
+            received.append((await last.expect(7, timeout=0.5))["noticeId"])
+        except TimeoutError:
+            break
+    assert sorted(received) == sorted(posted)
