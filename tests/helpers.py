@@ -28,7 +28,12 @@ API_KEY = "test-api-key"
 
 
 class Client:
-    """What both transports offer a test: send a JSON object, receive the next one."""
+    """What both transports offer a test: send a JSON object, receive the next one.
+
+    ``expect`` and ``silent`` pass over read receipts (msgType 12) unless a test asks for them,
+    so tests about other things need not list every receipt their actions cause."""
+
+    skip_types = frozenset({12})
 
     async def send(self, obj: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -45,7 +50,11 @@ class Client:
 
     async def expect(self, msg_type: int, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next message, which must be of ``msg_type``."""
-        msg = await self.recv(timeout)
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.recv(timeout)
+                if msg["msgType"] == msg_type or msg["msgType"] not in self.skip_types:
+                    break
         assert msg["msgType"] == msg_type, f"expected msgType {msg_type}, got {msg}"
         return msg
 
@@ -67,7 +76,11 @@ class Client:
     async def silent(self, timeout: float = 0.3) -> bool:
         """True when nothing arrives within ``timeout`` (used to assert 'not delivered')."""
         try:
-            msg = await self.recv(timeout)
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await self.recv(timeout)
+                    if msg["msgType"] not in self.skip_types:
+                        break
         except TimeoutError:
             return True
         raise AssertionError(f"expected nothing, got {msg}")

@@ -13,12 +13,22 @@ from imhub.http.api import HttpApi
 from imhub.protocol.messages import MsgType
 from imhub.service.auth import TokenAuthority
 from imhub.service.chat import ChatService
-from imhub.service.dispatch import Dispatcher
+from imhub.service.conversations import Membership
+from imhub.service.delivery import Delivery
+from imhub.service.dispatch import Dispatcher, Handler
+from imhub.service.history import HistoryService
 from imhub.service.login import LoginService
 from imhub.service.notices import NoticeService
+from imhub.service.reads import ReadService
 from imhub.service.sessions import SessionRegistry
+from imhub.service.teams import TeamService
+from imhub.storage.chats import EnsurePairs, Pairs
+from imhub.storage.conversations import Sequences
 from imhub.storage.database import create_engine
+from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
+from imhub.storage.reads import MoveReads
+from imhub.storage.teams import ApplyTeamOps, Teams
 from imhub.storage.writer import BatchWriter
 
 log = logging.getLogger("imhub")
@@ -31,30 +41,67 @@ def clock_ms() -> int:
 class App:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.engine = create_engine(config.db_url)
-        self.writer = BatchWriter(self.engine, config.batch_max)
-        self.registry = SessionRegistry()
+        self.engine = engine = create_engine(config.db_url)
+        self.writer = writer = BatchWriter(engine, config.batch_max)
+        self.registry = registry = SessionRegistry()
         self.auth = TokenAuthority(config.token_secret)
-        self.login = LoginService(self.engine, self.writer, self.registry, self.auth)
-        self.chat = ChatService(self.engine, self.writer, self.registry, clock_ms)
-        self.notices = NoticeService(self.writer, self.registry, clock_ms)
-        dispatcher = Dispatcher(
-            {
-                MsgType.HEARTBEAT: self.login.heartbeat,
-                MsgType.LOGIN: self.login.login,
-                MsgType.LOGOUT: self.login.logout,
-                MsgType.CHAT: self.chat.chat,
-                MsgType.CHAT_ENTER: self.chat.chat_enter,
-                MsgType.CHAT_QUIT: self.chat.chat_quit,
-                MsgType.NOTICE: self.notices.from_client,
-                MsgType.UNREAD: self.login.unread_request,
-            }
+
+        # State the writer keeps between batches (caches of what only it changes).
+        sequences, pairs, teams = Sequences(), Pairs(), Teams()
+        membership = Membership(engine, teams)
+        delivery = Delivery(registry)
+
+        self.login = LoginService(engine, writer, registry, self.auth)
+        self.chat = ChatService(
+            writer,
+            membership,
+            delivery,
+            StoreMessages(pairs, teams, sequences, registry.in_chat),
+            Recall(teams, sequences),
+            clock_ms,
+            int(config.recall_window * 1000),
         )
-        self.gateway: Gateway
+        self.reads = ReadService(
+            engine, writer, membership, delivery, self.chat, MoveReads(sequences)
+        )
+        self.history = HistoryService(engine, membership)
+        self.teams = TeamService(
+            engine,
+            writer,
+            membership,
+            delivery,
+            ApplyTeamOps(teams, sequences),
+            EnsurePairs(pairs),
+            clock_ms,
+        )
+        self.notices = NoticeService(writer, registry, clock_ms)
+        handlers: dict[MsgType, Handler] = {
+            MsgType.HEARTBEAT: self.login.heartbeat,
+            MsgType.LOGIN: self.login.login,
+            MsgType.LOGOUT: self.login.logout,
+            MsgType.CHAT: self.chat.chat,
+            MsgType.CHAT_ENTER: self.reads.chat_enter,
+            MsgType.CHAT_QUIT: self.reads.chat_quit,
+            MsgType.NOTICE: self.notices.from_client,
+            MsgType.UNREAD: self.reads.unread,
+            MsgType.RECALL: self.chat.recall,
+            MsgType.SYNC: self.history.sync,
+            MsgType.READ: self.reads.read,
+            MsgType.RECEIPTS: self.reads.receipts,
+            MsgType.HISTORY: self.history.history,
+            MsgType.CONVS: self.reads.convs,
+        }
+        for op in range(MsgType.TEAM_CREATE, MsgType.TEAM_INFO + 1):
+            handlers[MsgType(op)] = self.teams.handle
         api = HttpApi(
-            config.api_key, self.engine, self.auth, self.notices, lambda: self.gateway.stats()
+            config.api_key,
+            engine,
+            self.auth,
+            self.notices,
+            self.teams,
+            lambda: self.gateway.stats(),
         )
-        self.gateway = Gateway(config, dispatcher, self.login.closed, api.handle)
+        self.gateway = Gateway(config, Dispatcher(handlers), self.login.closed, api.handle)
 
     async def start(self) -> None:
         if await pending_migrations(self.engine):

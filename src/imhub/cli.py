@@ -27,6 +27,7 @@ _HELP = {
     "idle_timeout": "Seconds of silence after which a connection is closed.",
     "max_outbound": "Bytes queued for a connection that does not read before it is dropped.",
     "batch_max": "Most writes committed in one transaction.",
+    "recall_window": "Seconds during which a sender may recall a message.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
 }
 

@@ -28,6 +28,7 @@ class Config:
     idle_timeout: float = 90.0
     max_outbound: int = 1024 * 1024  # bytes queued for one slow reader before it is closed
     batch_max: int = 512  # messages committed in one transaction at most
+    recall_window: float = 120.0  # seconds during which a sender may recall a message
     log_level: str = "INFO"
 
     @property
@@ -48,6 +49,7 @@ ENV_VARS: dict[str, str] = {
     "idle_timeout": "IMHUB_IDLE_TIMEOUT",
     "max_outbound": "IMHUB_MAX_OUTBOUND",
     "batch_max": "IMHUB_BATCH_MAX",
+    "recall_window": "IMHUB_RECALL_WINDOW",
     "log_level": "IMHUB_LOG_LEVEL",
 }
 

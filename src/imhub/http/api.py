@@ -1,7 +1,8 @@
 """Thin HTTP routes over the services, for business backends (API key) and for probes.
 
-Routes: ``GET /healthz``, ``POST /api/v1/notices``,
-``POST /api/v1/users``, ``POST /api/v1/tokens``. Errors are JSON ``{"code", "reason"}`` with
+Routes: ``GET /healthz``, ``POST /api/v1/notices``, ``POST /api/v1/users``,
+``POST /api/v1/tokens``, ``POST /api/v1/teams/{create,add,remove,leave,rename,dismiss,info}``.
+Errors are JSON ``{"code", "reason"}`` with
 the same number as the HTTP status. ``/ws`` is routed by the gateway before it gets here.
 """
 
@@ -17,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.protocol.messages import BodyType, Id
+from imhub.protocol.messages import BodyType, Id, MsgType
 from imhub.service.auth import DEFAULT_TTL, TokenAuthority
 from imhub.service.notices import NoticeService
+from imhub.service.teams import TeamService
 from imhub.storage import users
 
 Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -36,6 +38,24 @@ class UserRequest(msgspec.Struct, rename="camel"):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
     mobile: Annotated[str, msgspec.Meta(max_length=20)] = ""
     head_img: Annotated[str, msgspec.Meta(max_length=125)] = ""
+
+
+class TeamRequest(msgspec.Struct, rename="camel"):
+    user_id: Id  # the acting user: the same rules apply as when they act over the protocol
+    team_id: Id = 0
+    team_name: str = ""
+    member_ids: list[Id] = msgspec.field(default_factory=list)
+
+
+TEAM_OPS = {
+    "create": MsgType.TEAM_CREATE,
+    "add": MsgType.TEAM_ADD,
+    "remove": MsgType.TEAM_REMOVE,
+    "leave": MsgType.TEAM_LEAVE,
+    "rename": MsgType.TEAM_RENAME,
+    "dismiss": MsgType.TEAM_DISMISS,
+    "info": MsgType.TEAM_INFO,
+}
 
 
 class TokenRequest(msgspec.Struct, rename="camel"):
@@ -56,12 +76,14 @@ class HttpApi:
         engine: AsyncEngine,
         auth: TokenAuthority,
         notices: NoticeService,
+        teams: TeamService,
         stats: Callable[[], dict[str, int]],
     ) -> None:
         self._api_key = api_key.encode()
         self._engine = engine
         self._auth = auth
         self._notices = notices
+        self._teams = teams
         self._stats = stats
         self._routes: dict[tuple[str, str], Route] = {
             ("GET", "/"): self.index,
@@ -70,6 +92,8 @@ class HttpApi:
             ("POST", "/api/v1/users"): self.post_user,
             ("POST", "/api/v1/tokens"): self.post_token,
         }
+        for name in TEAM_OPS:
+            self._routes[("POST", f"/api/v1/teams/{name}")] = self.post_team
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         route = self._routes.get((request.method, request.path))
@@ -138,3 +162,20 @@ class HttpApi:
         if await users.get_user(self._engine, req.user_id) is None:
             raise ImError(ErrorCode.NOT_FOUND, f"user {req.user_id} does not exist")
         return json_response({"token": self._auth.mint(req.user_id, req.ttl)})
+
+    async def post_team(self, request: web.BaseRequest) -> web.StreamResponse:
+        """``POST /api/v1/teams/{create,add,remove,leave,rename,dismiss,info}``."""
+        self._authorize(request)
+        req: TeamRequest = await self._body(request, TeamRequest)
+        op = TEAM_OPS[request.path.rsplit("/", 1)[1]]
+        if op == MsgType.TEAM_INFO:
+            answer = await self._teams.info(req.user_id, req.team_id)
+        else:
+            answer = await self._teams.change(
+                op,
+                req.user_id,
+                team_id=req.team_id,
+                name=req.team_name,
+                member_ids=req.member_ids,
+            )
+        return web.Response(body=codec.encode(answer), content_type="application/json")

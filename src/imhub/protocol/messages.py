@@ -30,6 +30,19 @@ class MsgType(IntEnum):
     NOTICE = 7
     ERROR = 8
     UNREAD = 9
+    RECALL = 10
+    SYNC = 11
+    READ = 12
+    RECEIPTS = 13
+    HISTORY = 14
+    CONVS = 15
+    TEAM_CREATE = 16
+    TEAM_ADD = 17
+    TEAM_REMOVE = 18
+    TEAM_LEAVE = 19
+    TEAM_RENAME = 20
+    TEAM_DISMISS = 21
+    TEAM_INFO = 22
 
 
 class ClientType(IntEnum):
@@ -57,13 +70,30 @@ class BodyType(IntEnum):
     NOTIFICATION = 8
 
 
-class UnreadChat(msgspec.Struct, omit_defaults=True, rename="camel"):
-    """One chat with unread messages, as listed in the login answer and the unread answer."""
+class UnreadChat(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True):
+    """One conversation with unread messages, as the login and unread answers list them."""
 
-    chat_id: Id
+    chat_id: Id | None = None
+    team_id: Id | None = None
     count: SmallInt
     peer_user_id: Id | None = None
+
+
+class Conv(msgspec.Struct, omit_defaults=True, rename="camel"):
+    """A conversation: a one-to-one chat (``chatId``) or a group (``teamId``).
+
+    In a sync request only the address and ``seq`` (the last sequence the client holds) are
+    read; in answers the server fills in positions and the unread count."""
+
+    chat_id: Id | None = None
     team_id: Id | None = None
+    seq: Id | None = None
+    peer_user_id: Id | None = None
+    team_name: str | None = None
+    last_seq: Id | None = None
+    read_seq: Id | None = None
+    peer_read_seq: Id | None = None
+    unread: SmallInt | None = None
 
 
 class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):
@@ -87,3 +117,17 @@ class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):
     user_id: Id | None = None
     notice_id: Id | None = None
     unread: list[UnreadChat] | None = None
+    seq: Id | None = None
+    ref_seq: Id | None = None
+    recalled: bool | None = None
+    before_seq: Id | None = None
+    limit: SmallInt | None = None
+    more: bool | None = None
+    messages: list[ImMsg] | None = None
+    convs: list[Conv] | None = None
+    team_name: str | None = None
+    owner_id: Id | None = None
+    member_ids: list[Id] | None = None
+    read_num: SmallInt | None = None
+    reader_ids: list[Id] | None = None
+    with_readers: bool | None = None

@@ -1,9 +1,10 @@
-"""Login, logout, heartbeat and unread counts: a connection's life as a user's session.
+"""Login, logout and heartbeat: a connection's life as a user's session.
 
 Login is the one ordered step: the session joins the registry at a point of the write stream
-(see ``storage.notices.ClaimOnLogin``). Unread messages stored before that point are written
-from storage, oldest first; live messages after it wait in ``Session.held`` until the backlog
-is out, so each message reaches the connection once and in order.
+(see ``storage.notices.ClaimOnLogin``), which also says how far each conversation has got.
+Everything after the user's read position up to that point is written from storage, oldest
+first (messages as notices, recalls and group events as themselves); live messages after it
+wait in ``Session.held`` until that backlog is out, so each arrives once and in order.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.protocol.messages import ImMsg, MsgType, UnreadChat
+from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.auth import TokenAuthority
-from imhub.service.outbound import notice_message, person_message
+from imhub.service.delivery import backlog_message, notice_message
+from imhub.service.reads import unread_list
 from imhub.service.sessions import Session, SessionRegistry
-from imhub.storage import chats, users
+from imhub.storage import users
+from imhub.storage.conversations import conv_key, messages_between
 from imhub.storage.notices import ClaimOnLogin, LoginIn
+from imhub.storage.reads import ConvState
 from imhub.storage.writer import BatchWriter
 
 BACKLOG_PAGE = 500
+HEARTBEAT_ANSWER = codec.encode(ImMsg(msg_type=MsgType.HEARTBEAT, code=ErrorCode.OK))
 
 
 class LoginService:
@@ -46,13 +51,14 @@ class LoginService:
         if await users.get_user(self._engine, user_id) is None:
             raise ImError(ErrorCode.UNAUTHORIZED, f"user {user_id} does not exist", close=True)
         session.client_type = msg.from_client_type or 0
-        session.held = []
+        session.hold()
 
-        def register(last_msg_id: int) -> bool:
+        def register(convs: list[ConvState]) -> bool:
             if session.closed:
                 return False
             session.user_id = user_id
-            session.backlog_upto = last_msg_id
+            for c in convs:
+                session.given(conv_key(c.chat_id, c.team_id), c.last_seq)
             self._registry.add(session)
             return True
 
@@ -60,11 +66,16 @@ class LoginService:
             snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))
             if session.user_id is None:
                 return  # the connection closed while logging in
-            unread = await self.unread(user_id)
             session.reply(
-                ImMsg(msg_type=MsgType.LOGIN, code=ErrorCode.OK, user_id=user_id, unread=unread)
+                ImMsg(
+                    msg_type=MsgType.LOGIN,
+                    code=ErrorCode.OK,
+                    user_id=user_id,
+                    unread=unread_list(snapshot.convs),
+                )
             )
-            await self._write_backlog(session, user_id, snapshot.last_msg_id)
+            for conv in snapshot.convs:
+                await self._write_backlog(session, conv)
             for notice in snapshot.notices:
                 session.reply(notice_message(notice))
             session.release_held()
@@ -74,27 +85,17 @@ class LoginService:
             session.close()
             raise
 
-    async def _write_backlog(self, session: Session, user_id: int, upto: int) -> None:
-        after = 0
-        while not session.closed:
-            page = await chats.unread_messages(self._engine, user_id, after, upto, BACKLOG_PAGE)
-            for row in page:
-                session.reply(person_message(MsgType.NOTICE, row))
-            if len(page) < BACKLOG_PAGE:
-                return
-            after = page[-1].msg_id_server
-
-    async def unread(self, user_id: int) -> list[UnreadChat]:
-        return [
-            UnreadChat(chat_id=c, peer_user_id=peer, count=n)
-            for c, peer, n in await chats.unread_counts(self._engine, user_id)
-        ]
-
-    async def unread_request(self, session: Session, msg: ImMsg) -> None:
-        """Handle msgType 9: the user's unread count of every chat that has one."""
-        assert session.user_id is not None
-        unread = await self.unread(session.user_id)
-        session.reply(ImMsg(msg_type=MsgType.UNREAD, code=ErrorCode.OK, unread=unread))
+    async def _write_backlog(self, session: Session, state: ConvState) -> None:
+        conv = conv_key(state.chat_id, state.team_id)
+        after = state.read_seq
+        async with self._engine.connect() as conn:
+            while after < state.last_seq and not session.closed:
+                page = await messages_between(conn, conv, after, state.last_seq, BACKLOG_PAGE)
+                for row in page:
+                    session.reply(backlog_message(row))
+                if len(page) < BACKLOG_PAGE:
+                    return
+                after = page[-1].seq
 
     def logout(self, session: Session, msg: ImMsg) -> None:
         session.reply(ImMsg(msg_type=MsgType.LOGOUT, code=ErrorCode.OK))
@@ -107,6 +108,3 @@ class LoginService:
         """The connection is gone: its presence goes with it."""
         session.closed = True
         self._registry.remove(session)
-
-
-HEARTBEAT_ANSWER = codec.encode(ImMsg(msg_type=MsgType.HEARTBEAT, code=ErrorCode.OK))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import BodyType, ImMsg, MsgType
-from imhub.service.outbound import notice_message
+from imhub.service.delivery import notice_message
 from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage.notices import NoticeIn, StoredNotice, StoreNotices
 from imhub.storage.writer import BatchWriter

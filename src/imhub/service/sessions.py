@@ -13,7 +13,7 @@ from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
 
-MAX_HELD = 10_000  # live messages held for one connection while its login backlog is written
+MAX_HELD = 10_000  # live messages held for one connection while storage is read for it
 
 
 class Outlet(Protocol):
@@ -28,10 +28,10 @@ class Outlet(Protocol):
 
 class Session:
     __slots__ = (
-        "backlog_upto",
         "client_type",
         "closed",
         "entered",
+        "floor",
         "held",
         "last_seen",
         "opened",
@@ -43,26 +43,61 @@ class Session:
         self.outlet = outlet
         self.user_id: int | None = None
         self.client_type = 0
-        self.entered: set[int] = set()  # chat ids this connection is showing (chat_enter)
+        self.entered: set[int] = set()  # conversations this connection shows (chat_enter)
         self.opened = now
         self.last_seen = now
         self.closed = False
-        # Messages up to this id reach the session from storage at login, later ones live.
-        self.backlog_upto = 0
-        # While the login backlog is being written, live messages wait here to keep order.
-        self.held: list[bytes] | None = None
+        # The highest sequence of each conversation this connection was given or will be given
+        # from storage (login backlog, sync pages): live copies at or below it are not sent.
+        self.floor: dict[int, int] = {}
+        # While storage is being read for this connection (login backlog, sync), live
+        # messages wait here as (conversation, seq, payload) to keep order and skip repeats.
+        self.held: list[tuple[int, int, bytes]] | None = None
 
-    def send(self, payload: bytes) -> None:
+    def deliver(self, conv: int, seq: int, payload: bytes) -> None:
+        """Write a live message of a conversation, once, in sequence order."""
         if self.closed:
             return
-        if self.held is None:
+        if self.held is not None:
+            self._hold(conv, seq, payload)
+        elif seq > self.floor.get(conv, 0):
+            self.floor[conv] = seq
             self.outlet.send(payload)
-        elif len(self.held) < MAX_HELD:
-            self.held.append(payload)
+
+    def send(self, payload: bytes) -> None:
+        """Write a live message that belongs to no conversation (a notice, a read receipt)."""
+        if self.closed:
+            return
+        if self.held is not None:
+            self._hold(0, 0, payload)
         else:
-            # Live traffic outran the login backlog: drop the connection rather than buffer
-            # without bound; everything is stored, and the next login starts from storage.
+            self.outlet.send(payload)
+
+    def _hold(self, conv: int, seq: int, payload: bytes) -> None:
+        assert self.held is not None
+        if len(self.held) < MAX_HELD:
+            self.held.append((conv, seq, payload))
+        else:
+            # Live traffic outran what storage is giving this connection: drop it rather than
+            # buffer without bound; everything is stored, and the client catches up by sync.
             self.close()
+
+    def hold(self) -> None:
+        if self.held is None:
+            self.held = []
+
+    def release_held(self) -> None:
+        held, self.held = self.held, None
+        for conv, seq, payload in held or ():
+            if conv:
+                self.deliver(conv, seq, payload)
+            else:
+                self.send(payload)
+
+    def given(self, conv: int, seq: int) -> None:
+        """Record that storage gave this connection ``seq`` of ``conv``."""
+        if seq > self.floor.get(conv, 0):
+            self.floor[conv] = seq
 
     def reply(self, msg: ImMsg | bytes) -> None:
         """Send an answer to this connection's own request, ahead of held live messages."""
@@ -76,11 +111,6 @@ class Session:
         if not self.closed:
             self.closed = True
             self.outlet.close()
-
-    def release_held(self) -> None:
-        held, self.held = self.held, None
-        for payload in held or ():
-            self.send(payload)
 
 
 class SessionRegistry:
@@ -108,8 +138,8 @@ class SessionRegistry:
     def online(self, user_id: int) -> bool:
         return user_id in self._by_user
 
-    def in_chat(self, user_id: int, chat_id: int) -> bool:
-        return any(chat_id in s.entered for s in self._by_user.get(user_id, ()))
+    def in_chat(self, user_id: int, conv: int) -> bool:
+        return any(conv in s.entered for s in self._by_user.get(user_id, ()))
 
     @property
     def user_count(self) -> int:

@@ -1,13 +1,6 @@
 """The seed's six tables, with the columns imhub adds, and the notice tables.
 
-Added columns and why (see docs/architecture.md):
-- ``person_msg.chat_id``: find a chat's messages without scanning both users' rows.
-- ``person_msg.send_time``: the server's acceptance time in epoch milliseconds, identical on
-  every database (DATETIME precision and time zones differ between backends).
-- ``person_msg`` unique ``(from_user_id, msg_id_client)``: a retried send is stored once.
-- ``chat`` unique ``(from_user_id, to_user_id, team_id)``: one row per pair (smaller user id
-  in ``from_user_id``) and room for the per-member group rows.
-- ``notice`` / ``notice_target``: backend notices, stored once and delivered once per target.
+What is added, and why, is a table in docs/architecture.md (section Storage).
 """
 
 from __future__ import annotations
@@ -60,7 +53,10 @@ class User(Audited, Base):
 
 
 class Chat(Audited, Base):
-    """A conversation. One-to-one: ``from_user_id`` < ``to_user_id``; each side's unread count."""
+    """A conversation row. One-to-one (``event_type`` 0): one row per pair, the smaller user id
+    in ``from_user_id``, with the pair's sequence and each side's read position. Group
+    (``event_type`` 1): one row per member (``to_user_id``) with that member's read position;
+    ``delete_flag`` marks a member who left or was removed."""
 
     __tablename__ = "chat"
     chat_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -70,9 +66,13 @@ class Chat(Audited, Base):
     team_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     from_unread_num: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     to_unread_num: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    from_read_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    to_read_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     __table_args__ = (
         UniqueConstraint("from_user_id", "to_user_id", "team_id", name="uq_chat_pair"),
         Index("ix_chat_to_user_id", "to_user_id"),
+        Index("ix_chat_team_id", "team_id"),
     )
 
 
@@ -82,12 +82,16 @@ class Team(Audited, Base):
     team_name: Mapped[str] = mapped_column(String(50), nullable=False)
     team_admin: Mapped[int] = mapped_column(BigInteger, nullable=False)
     team_admin_name: Mapped[str] = mapped_column(String(20), nullable=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
 class PersonMsg(Audited, Base):
     __tablename__ = "person_msg"
     person_msg_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    msg_type: Mapped[int] = mapped_column(Integer, nullable=False, default=3)
+    ref_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     to_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     client_type: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -100,15 +104,18 @@ class PersonMsg(Audited, Base):
     send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
     __table_args__ = (
         UniqueConstraint("from_user_id", "msg_id_client", name="uq_person_msg_client_id"),
-        Index("ix_person_msg_to_user_unread", "to_user_id", "read_flag"),
-        Index("ix_person_msg_chat", "chat_id", "person_msg_id"),
+        UniqueConstraint("chat_id", "seq", name="uq_person_msg_seq"),
+        Index("ix_person_msg_to_user_id", "to_user_id"),
+        Index("ix_person_msg_from_user_id", "from_user_id"),
     )
 
 
 class TeamMsg(Audited, Base):
     __tablename__ = "team_msg"
     team_msg_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    team_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    team_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    ref_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     client_type: Mapped[int] = mapped_column(Integer, nullable=False)
     msg_type: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -119,9 +126,17 @@ class TeamMsg(Audited, Base):
     read_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     read_num: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     msg_id_client: Mapped[str] = mapped_column(String(50), nullable=False)
+    send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    __table_args__ = (
+        UniqueConstraint("from_user_id", "msg_id_client", name="uq_team_msg_client_id"),
+        UniqueConstraint("team_id", "seq", name="uq_team_msg_seq"),
+    )
 
 
 class TeamMemberMsg(Audited, Base):
+    """The seed's row per member per group message. imhub does not write it: read state is a
+    position per member (``chat.to_read_seq``); see docs/architecture.md."""
+
     __tablename__ = "team_member_msg"
     team_member_msg_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -158,6 +173,8 @@ class NoticeTarget(Base):
 # Typed handles on the tables, for the Core statements of the repositories.
 users_table = cast(Table, User.__table__)
 chat_table = cast(Table, Chat.__table__)
+team_table = cast(Table, Team.__table__)
+team_msg_table = cast(Table, TeamMsg.__table__)
 person_msg_table = cast(Table, PersonMsg.__table__)
 notice_table = cast(Table, Notice.__table__)
 notice_target_table = cast(Table, NoticeTarget.__table__)

@@ -14,8 +14,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.storage.chats import last_msg_id
 from imhub.storage.models import notice_table, notice_target_table
+from imhub.storage.reads import ConvState, conversations
 from imhub.storage.users import existing_users
 
 notice_t = notice_table
@@ -91,14 +91,15 @@ class StoreNotices:
 @dataclass(slots=True, frozen=True)
 class LoginIn:
     user_id: int
-    # Called with the newest message id at this point of the write stream; makes the session
-    # visible to the writes queued after it. False: the connection is gone, claim nothing.
-    register: Callable[[int], bool]
+    # Called with the user's conversations at this point of the write stream; makes the
+    # session visible to the writes queued after it. False: the connection is gone.
+    register: Callable[[list[ConvState]], bool]
 
 
 @dataclass(slots=True, frozen=True)
 class LoginSnapshot:
-    last_msg_id: int  # messages up to here come from storage; later ones arrive live
+    # Each conversation's messages up to its last_seq here come from storage; later ones live.
+    convs: list[ConvState]
     notices: list[NoticeRow]  # pending notices, now claimed by this login
 
 
@@ -110,9 +111,9 @@ class ClaimOnLogin:
     ) -> list[LoginSnapshot | ImError]:
         results: list[LoginSnapshot | ImError] = []
         for item in items:
-            last = await last_msg_id(conn)
-            if not item.register(last):
-                results.append(LoginSnapshot(last, []))
+            convs = await conversations(conn, item.user_id)
+            if not item.register(convs):
+                results.append(LoginSnapshot(convs, []))
                 continue
             rows = (
                 await conn.execute(
@@ -138,5 +139,5 @@ class ClaimOnLogin:
                     .where(target_t.c.notice_target_id.in_([r[0] for r in rows]))
                     .values(delivered=True)
                 )
-            results.append(LoginSnapshot(last, [NoticeRow(*tuple(r)[1:]) for r in rows]))
+            results.append(LoginSnapshot(convs, [NoticeRow(*tuple(r)[1:]) for r in rows]))
         return results

@@ -66,11 +66,19 @@ class BatchWriter:
         self._queue.append(_Job(kind, item, done))
         self._wakeup.set()
 
-    async def call(self, kind: WriteKind[T, R], item: T) -> R:
-        """Queue a write and wait for its result; raises the ``ImError`` of a refusal."""
+    async def call(
+        self, kind: WriteKind[T, R], item: T, on_commit: Callable[[R], None] | None = None
+    ) -> R:
+        """Queue a write and wait for its result; raises the ``ImError`` of a refusal.
+
+        ``on_commit`` runs right after the commit, in write order with every other job's
+        callback: deliveries that must keep the order of sequence numbers belong there, not
+        after the ``await``, when later writes may already have been delivered."""
         fut: asyncio.Future[R | ImError] = asyncio.get_running_loop().create_future()
 
         def resolve(result: R | ImError) -> None:
+            if on_commit is not None and not isinstance(result, ImError):
+                on_commit(result)
             if not fut.done():
                 fut.set_result(result)
 

@@ -1,4 +1,4 @@
-"""the seed's six tables and notices
+"""the seed's six tables with sequences and read positions, notices
 
 Revision ID: 0001
 Revises: (none)
@@ -32,6 +32,9 @@ def upgrade() -> None:
         sa.Column("team_id", sa.BigInteger(), nullable=False),
         sa.Column("from_unread_num", sa.Integer(), nullable=False),
         sa.Column("to_unread_num", sa.Integer(), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("from_read_seq", sa.BigInteger(), nullable=False),
+        sa.Column("to_read_seq", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.Integer(), server_default="0", nullable=False),
         sa.Column("create_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
         sa.Column("update_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
@@ -40,6 +43,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("from_user_id", "to_user_id", "team_id", name="uq_chat_pair"),
     )
     with op.batch_alter_table("chat", schema=None) as batch_op:
+        batch_op.create_index("ix_chat_team_id", ["team_id"], unique=False)
         batch_op.create_index("ix_chat_to_user_id", ["to_user_id"], unique=False)
 
     op.create_table(
@@ -81,6 +85,9 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("chat_id", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("msg_type", sa.Integer(), nullable=False),
+        sa.Column("ref_seq", sa.BigInteger(), nullable=False),
         sa.Column("from_user_id", sa.BigInteger(), nullable=False),
         sa.Column("to_user_id", sa.BigInteger(), nullable=False),
         sa.Column("client_type", sa.Integer(), nullable=False),
@@ -96,13 +103,12 @@ def upgrade() -> None:
         sa.Column("update_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
         sa.Column("delete_flag", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("person_msg_id"),
+        sa.UniqueConstraint("chat_id", "seq", name="uq_person_msg_seq"),
         sa.UniqueConstraint("from_user_id", "msg_id_client", name="uq_person_msg_client_id"),
     )
     with op.batch_alter_table("person_msg", schema=None) as batch_op:
-        batch_op.create_index("ix_person_msg_chat", ["chat_id", "person_msg_id"], unique=False)
-        batch_op.create_index(
-            "ix_person_msg_to_user_unread", ["to_user_id", "read_flag"], unique=False
-        )
+        batch_op.create_index("ix_person_msg_from_user_id", ["from_user_id"], unique=False)
+        batch_op.create_index("ix_person_msg_to_user_id", ["to_user_id"], unique=False)
 
     op.create_table(
         "team",
@@ -115,6 +121,7 @@ def upgrade() -> None:
         sa.Column("team_name", sa.String(length=50), nullable=False),
         sa.Column("team_admin", sa.BigInteger(), nullable=False),
         sa.Column("team_admin_name", sa.String(length=20), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.Integer(), server_default="0", nullable=False),
         sa.Column("create_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
         sa.Column("update_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
@@ -157,6 +164,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("team_id", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("ref_seq", sa.BigInteger(), nullable=False),
         sa.Column("from_user_id", sa.BigInteger(), nullable=False),
         sa.Column("client_type", sa.Integer(), nullable=False),
         sa.Column("msg_type", sa.Integer(), nullable=False),
@@ -167,15 +176,15 @@ def upgrade() -> None:
         sa.Column("read_flag", sa.Boolean(), nullable=False),
         sa.Column("read_num", sa.Integer(), nullable=False),
         sa.Column("msg_id_client", sa.String(length=50), nullable=False),
+        sa.Column("send_time", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.Integer(), server_default="0", nullable=False),
         sa.Column("create_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
         sa.Column("update_time", sa.DateTime(), server_default=sa.func.now(), nullable=True),
         sa.Column("delete_flag", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("team_msg_id"),
+        sa.UniqueConstraint("from_user_id", "msg_id_client", name="uq_team_msg_client_id"),
+        sa.UniqueConstraint("team_id", "seq", name="uq_team_msg_seq"),
     )
-    with op.batch_alter_table("team_msg", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_team_msg_team_id"), ["team_id"], unique=False)
-
     op.create_table(
         "users",
         sa.Column(
@@ -198,9 +207,6 @@ def upgrade() -> None:
 def downgrade() -> None:
 
     op.drop_table("users")
-    with op.batch_alter_table("team_msg", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_team_msg_team_id"))
-
     op.drop_table("team_msg")
     with op.batch_alter_table("team_member_msg", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_team_member_msg_to_user_id"))
@@ -209,8 +215,8 @@ def downgrade() -> None:
     op.drop_table("team_member_msg")
     op.drop_table("team")
     with op.batch_alter_table("person_msg", schema=None) as batch_op:
-        batch_op.drop_index("ix_person_msg_to_user_unread")
-        batch_op.drop_index("ix_person_msg_chat")
+        batch_op.drop_index("ix_person_msg_to_user_id")
+        batch_op.drop_index("ix_person_msg_from_user_id")
 
     op.drop_table("person_msg")
     with op.batch_alter_table("notice_target", schema=None) as batch_op:
@@ -220,5 +226,6 @@ def downgrade() -> None:
     op.drop_table("notice")
     with op.batch_alter_table("chat", schema=None) as batch_op:
         batch_op.drop_index("ix_chat_to_user_id")
+        batch_op.drop_index("ix_chat_team_id")
 
     op.drop_table("chat")

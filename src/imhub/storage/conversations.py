@@ -1,0 +1,266 @@
+"""What one-to-one chats and groups share: conversation keys, message rows with per-chat
+sequence numbers, the sequence allocator and read positions.
+
+A conversation is a one-to-one chat (``chat_id``) or a group (``team_id``); internally one int
+key holds either: ``chat_id`` for a chat, ``-team_id`` for a group. Every message, recall and
+group event in a conversation gets the next sequence number of that conversation, assigned in
+the batched writer; each member's read position is the highest sequence they have read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, Table, bindparam, case, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
+
+chat_t = chat_table
+person_t = person_msg_table
+team_t = team_table
+team_msg_t = team_msg_table
+
+PERSON = 0  # chat.event_type of a one-to-one chat
+TEAM = 1  # chat.event_type of a group member row
+CHAT_MSG = 3  # msg_type of an ordinary message (the protocol's chat)
+
+
+def conv_key(chat_id: int | None, team_id: int | None) -> int:
+    return -team_id if team_id else (chat_id or 0)
+
+
+def conv_ids(conv: int) -> tuple[int, int]:
+    """(chat_id, team_id) of a conversation key; the other one is 0."""
+    return (0, -conv) if conv < 0 else (conv, 0)
+
+
+@dataclass(slots=True, frozen=True)
+class MsgRow:
+    """A stored message or event, as both kinds of conversation hold it."""
+
+    chat_id: int  # 0 in a group
+    team_id: int  # 0 in a one-to-one chat
+    seq: int
+    msg_id_server: int
+    msg_type: int
+    ref_seq: int
+    from_user_id: int
+    to_user_id: int  # 0 in a group
+    client_type: int
+    body_type: int
+    body: str
+    voice_time: int
+    msg_id_client: str
+    send_time: int
+    recalled: bool
+
+    @property
+    def conv(self) -> int:
+        return conv_key(self.chat_id, self.team_id)
+
+
+def message_columns(team: bool) -> list[Any]:
+    """The ``MsgRow`` columns of the one-to-one or the group message table."""
+    return _team_columns() if team else _person_columns()
+
+
+def _person_columns() -> list[Any]:
+    t = person_t
+    return [
+        t.c.chat_id,
+        literal_column("0").label("team_id"),
+        t.c.seq,
+        t.c.person_msg_id,
+        t.c.msg_type,
+        t.c.ref_seq,
+        t.c.from_user_id,
+        t.c.to_user_id,
+        t.c.client_type,
+        t.c.body_type,
+        t.c.body,
+        t.c.voice_time,
+        t.c.msg_id_client,
+        t.c.send_time,
+        t.c.cancel_flag,
+    ]
+
+
+def _team_columns() -> list[Any]:
+    t = team_msg_t
+    return [
+        literal_column("0").label("chat_id"),
+        t.c.team_id,
+        t.c.seq,
+        t.c.team_msg_id,
+        t.c.msg_type,
+        t.c.ref_seq,
+        t.c.from_user_id,
+        literal_column("0").label("to_user_id"),
+        t.c.client_type,
+        t.c.body_type,
+        t.c.body,
+        t.c.voice_time,
+        t.c.msg_id_client,
+        t.c.send_time,
+        t.c.cancel_flag,
+    ]
+
+
+def msg_table(conv: int) -> Table:
+    return team_msg_t if conv < 0 else person_t
+
+
+def select_messages(conv: int) -> Select[Any]:
+    """A SELECT of ``MsgRow`` columns over one conversation's messages."""
+    return select(*message_columns(conv < 0)).where(in_conv(conv))
+
+
+def in_conv(conv: int) -> Any:
+    """The WHERE clause that picks one conversation's rows of its message table."""
+    return team_msg_t.c.team_id == -conv if conv < 0 else person_t.c.chat_id == conv
+
+
+def to_row(r: Sequence[Any]) -> MsgRow:
+    (chat_id, team_id, seq, msg_id, msg_type, ref_seq, from_id, to_id, client, body_type, body,
+     voice, mid, send_time, recalled) = r  # fmt: skip
+    return MsgRow(
+        int(chat_id), int(team_id), seq, msg_id, msg_type, ref_seq, from_id, int(to_id), client,
+        body_type, body, voice, mid, send_time, bool(recalled),
+    )  # fmt: skip
+
+
+async def messages_between(
+    conn: AsyncConnection, conv: int, after: int, upto: int | None, limit: int
+) -> list[MsgRow]:
+    """Messages with ``after < seq <= upto``, oldest first, at most ``limit``."""
+    table = msg_table(conv)
+    stmt = select_messages(conv).where(table.c.seq > after)
+    if upto is not None:
+        stmt = stmt.where(table.c.seq <= upto)
+    rows = await conn.execute(stmt.order_by(table.c.seq).limit(limit))
+    return [to_row(r) for r in rows]
+
+
+async def messages_before(
+    conn: AsyncConnection, conv: int, before: int, limit: int
+) -> list[MsgRow]:
+    """The ``limit`` messages just before ``before``, oldest first (a history page)."""
+    table = msg_table(conv)
+    rows = await conn.execute(
+        select_messages(conv).where(table.c.seq < before).order_by(table.c.seq.desc()).limit(limit)
+    )
+    return [to_row(r) for r in reversed(rows.all())]
+
+
+class Sequences:
+    """The last sequence number of each conversation, allocated by the writer only.
+
+    Loaded from ``chat.last_seq`` / ``team.last_seq`` on first use; written back in the same
+    transaction as the rows that use the numbers. One writer per database makes the cache
+    exact; a rolled-back batch clears it.
+    """
+
+    def __init__(self, cache_max: int = 200_000) -> None:
+        self._last: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._cache_max = cache_max
+
+    async def last(self, conn: AsyncConnection, conv: int) -> int:
+        value = self._last.get(conv)
+        if value is None:
+            if conv < 0:
+                stmt = select(team_t.c.last_seq).where(team_t.c.team_id == -conv)
+            else:
+                stmt = select(chat_t.c.last_seq).where(chat_t.c.chat_id == conv)
+            value = int((await conn.execute(stmt)).scalar() or 0)
+            if len(self._last) >= self._cache_max:
+                self._last = {k: v for k, v in self._last.items() if k in self._dirty}
+            self._last[conv] = value
+        return value
+
+    async def next(self, conn: AsyncConnection, conv: int) -> int:
+        value = await self.last(conn, conv) + 1
+        self._last[conv] = value
+        self._dirty.add(conv)
+        return value
+
+    async def save(self, conn: AsyncConnection) -> None:
+        """Write the numbers allocated in this transaction."""
+        if not self._dirty:
+            return
+        chats = [{"c": c, "s": self._last[c]} for c in self._dirty if c > 0]
+        teams = [{"c": -c, "s": self._last[c]} for c in self._dirty if c < 0]
+        if chats:
+            await conn.execute(
+                update(chat_t)
+                .where(chat_t.c.chat_id == bindparam("c"))
+                .values(last_seq=bindparam("s")),
+                chats,
+            )
+        if teams:
+            await conn.execute(
+                update(team_t)
+                .where(team_t.c.team_id == bindparam("c"))
+                .values(last_seq=bindparam("s")),
+                teams,
+            )
+        self._dirty.clear()
+
+    def rolled_back(self) -> None:
+        self._last.clear()
+        self._dirty.clear()
+
+
+async def advance_reads(conn: AsyncConnection, moves: Iterable[tuple[int, int, int]]) -> None:
+    """Move read positions forward: ``(user_id, conv, seq)``; never backwards.
+
+    One-to-one: the user's side of the pair row, and ``read_flag`` of the messages to them up
+    to ``seq`` (the seed's column, kept). Group: the member's row.
+    """
+    best: dict[tuple[int, int], int] = {}
+    for user_id, conv, seq in moves:
+        if seq > best.get((user_id, conv), 0):
+            best[(user_id, conv)] = seq
+    for (user_id, conv), seq in best.items():
+        if conv < 0:
+            await conn.execute(
+                update(chat_t)
+                .where(
+                    chat_t.c.team_id == -conv,
+                    chat_t.c.to_user_id == user_id,
+                    chat_t.c.event_type == TEAM,
+                    chat_t.c.to_read_seq < seq,
+                )
+                .values(to_read_seq=seq)
+            )
+            continue
+        await conn.execute(
+            update(chat_t)
+            .where(chat_t.c.chat_id == conv)
+            .values(
+                from_read_seq=case(
+                    (
+                        (chat_t.c.from_user_id == user_id) & (chat_t.c.from_read_seq < seq),
+                        seq,
+                    ),
+                    else_=chat_t.c.from_read_seq,
+                ),
+                to_read_seq=case(
+                    ((chat_t.c.to_user_id == user_id) & (chat_t.c.to_read_seq < seq), seq),
+                    else_=chat_t.c.to_read_seq,
+                ),
+            )
+        )
+        await conn.execute(
+            update(person_t)
+            .where(
+                person_t.c.chat_id == conv,
+                person_t.c.to_user_id == user_id,
+                person_t.c.seq <= seq,
+                person_t.c.read_flag == False,  # noqa: E712 - SQL expression
+            )
+            .values(read_flag=True)
+        )

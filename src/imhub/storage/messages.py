@@ -1,0 +1,322 @@
+"""Storing messages and recalls, for one-to-one chats and groups alike, in the batched writer.
+
+A run of messages costs a handful of statements whatever its size: one lookup of earlier
+copies (idempotency), one of recipients, one multi-row INSERT per table, one UPDATE of each
+conversation's last sequence and of the read positions that moved. A group message is one row,
+however many members the group has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.chats import Pairs, pair
+from imhub.storage.conversations import (
+    CHAT_MSG,
+    MsgRow,
+    Sequences,
+    advance_reads,
+    conv_ids,
+    in_conv,
+    message_columns,
+    msg_table,
+    person_t,
+    select_messages,
+    team_msg_t,
+    to_row,
+)
+from imhub.storage.teams import Teams
+from imhub.storage.users import existing_users
+
+RECALL_MSG = 10  # msg_type of a recall event (the protocol's recall)
+
+
+@dataclass(slots=True, frozen=True)
+class MsgIn:
+    """A message as its sender gave it, with the server's acceptance time."""
+
+    from_user_id: int
+    to_user_id: int  # one-to-one; 0 for a group
+    team_id: int  # group; 0 for one-to-one
+    client_type: int
+    body_type: int
+    body: str
+    voice_time: int
+    msg_id_client: str
+    send_time: int
+
+
+@dataclass(slots=True, frozen=True)
+class Stored:
+    row: MsgRow
+    duplicate: bool  # stored earlier under the same (sender, msgIdClient): deliver nothing
+    audience: frozenset[int] = frozenset()  # who receives it: both users, or the members
+    readers: tuple[int, ...] = ()  # recipients who had the chat open: read at once
+
+
+class StoreMessages:
+    """Writer kind: store a run of messages. ``in_chat(user_id, conv)`` says whether the user
+    has a connection showing the conversation now; for them the message is read at once."""
+
+    def __init__(
+        self,
+        pairs: Pairs,
+        teams: Teams,
+        sequences: Sequences,
+        in_chat: Callable[[int, int], bool],
+    ) -> None:
+        self._pairs = pairs
+        self._teams = teams
+        self._seqs = sequences
+        self._in_chat = in_chat
+
+    async def run(self, conn: AsyncConnection, items: Sequence[MsgIn]) -> list[Stored | ImError]:
+        results: list[Stored | ImError | None] = [None] * len(items)
+        earlier = await _earlier(conn, items)
+        recipients = await existing_users(conn, {m.to_user_id for m in items if not m.team_id})
+        first_of: dict[tuple[bool, int, str], int] = {}
+        fresh: list[int] = []
+        audience: dict[int, frozenset[int]] = {}
+        for i, m in enumerate(items):
+            key = (bool(m.team_id), m.from_user_id, m.msg_id_client)
+            if key in earlier:
+                results[i] = Stored(earlier[key], True)
+                continue
+            if key in first_of:
+                continue  # a repeat inside this batch: answered from the first below
+            if m.team_id:
+                info = await self._teams.get(conn, m.team_id)
+                if info is None:
+                    results[i] = ImError(ErrorCode.NOT_FOUND, f"no group {m.team_id}")
+                    continue
+                if m.from_user_id not in info.members:
+                    results[i] = ImError(
+                        ErrorCode.FORBIDDEN, f"you are not a member of group {m.team_id}"
+                    )
+                    continue
+                audience[i] = info.members
+            elif m.to_user_id not in recipients:
+                results[i] = ImError(ErrorCode.NOT_FOUND, f"user {m.to_user_id} does not exist")
+                continue
+            else:
+                audience[i] = frozenset((m.from_user_id, m.to_user_id))
+            first_of[key] = i
+            fresh.append(i)
+
+        chat_ids = await self._pairs.chat_ids(
+            conn,
+            {
+                pair(items[i].from_user_id, items[i].to_user_id)
+                for i in fresh
+                if not items[i].team_id
+            },
+        )
+        person_rows: list[dict[str, Any]] = []
+        team_rows: list[dict[str, Any]] = []
+        placed: list[tuple[int, int, tuple[int, ...]]] = []  # (chat id, seq, readers)
+        moves: list[tuple[int, int, int]] = []
+        for i in fresh:
+            m = items[i]
+            conv = -m.team_id if m.team_id else chat_ids[pair(m.from_user_id, m.to_user_id)]
+            seq = await self._seqs.next(conn, conv)
+            readers = tuple(
+                u for u in audience[i] if u != m.from_user_id and self._in_chat(u, conv)
+            )
+            moves.append((m.from_user_id, conv, seq))
+            moves.extend((u, conv, seq) for u in readers)
+            values = {
+                "seq": seq,
+                "msg_type": CHAT_MSG,
+                "from_user_id": m.from_user_id,
+                "client_type": m.client_type,
+                "body_type": m.body_type,
+                "body": m.body,
+                "voice_time": m.voice_time,
+                "msg_id_client": m.msg_id_client,
+                "send_time": m.send_time,
+            }
+            if m.team_id:
+                team_rows.append({**values, "team_id": m.team_id})
+            else:
+                person_rows.append(
+                    {
+                        **values,
+                        "chat_id": conv,
+                        "to_user_id": m.to_user_id,
+                        "read_flag": bool(readers),
+                    }
+                )
+            placed.append((conv, seq, readers))
+        person_ids = iter(await _insert(conn, person_t, person_t.c.person_msg_id, person_rows))
+        team_ids = iter(await _insert(conn, team_msg_t, team_msg_t.c.team_msg_id, team_rows))
+        await self._seqs.save(conn)
+        await advance_reads(conn, moves)
+        for i, (conv, seq, readers) in zip(fresh, placed, strict=True):
+            m = items[i]
+            chat_id, team_id = conv_ids(conv)
+            row = MsgRow(
+                chat_id,
+                team_id,
+                seq,
+                next(team_ids if team_id else person_ids),
+                CHAT_MSG,
+                0,
+                m.from_user_id,
+                m.to_user_id,
+                m.client_type,
+                m.body_type,
+                m.body,
+                m.voice_time,
+                m.msg_id_client,
+                m.send_time,
+                False,
+            )
+            results[i] = Stored(row, False, audience[i], readers)
+        for i, m in enumerate(items):
+            if results[i] is None:
+                first = results[first_of[(bool(m.team_id), m.from_user_id, m.msg_id_client)]]
+                assert isinstance(first, Stored)
+                results[i] = Stored(first.row, True)
+        return [r for r in results if r is not None]
+
+
+async def _insert(
+    conn: AsyncConnection, table: Any, id_col: Any, rows: list[dict[str, Any]]
+) -> list[int]:
+    if not rows:
+        return []
+    result = await conn.execute(insert(table).returning(id_col, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
+
+
+async def _earlier(
+    conn: AsyncConnection, items: Sequence[MsgIn]
+) -> dict[tuple[bool, int, str], MsgRow]:
+    """Messages already stored under the batch's (sender, msgIdClient) keys."""
+    found: dict[tuple[bool, int, str], MsgRow] = {}
+    for is_team, table in ((False, person_t), (True, team_msg_t)):
+        keys = {(m.from_user_id, m.msg_id_client) for m in items if bool(m.team_id) == is_team}
+        if not keys:
+            continue
+        rows = await conn.execute(
+            select(*message_columns(is_team)).where(
+                tuple_(table.c.from_user_id, table.c.msg_id_client).in_(keys)
+            )
+        )
+        for r in rows:
+            row = to_row(r)
+            found[(is_team, row.from_user_id, row.msg_id_client)] = row
+    return found
+
+
+@dataclass(slots=True, frozen=True)
+class RecallIn:
+    user_id: int
+    conv: int
+    seq: int
+    now: int  # epoch ms
+    window_ms: int
+    client_type: int
+
+
+class Recall:
+    """Writer kind: mark a message recalled and post the recall as the next event."""
+
+    def __init__(self, teams: Teams, sequences: Sequences) -> None:
+        self._teams = teams
+        self._seqs = sequences
+
+    async def run(self, conn: AsyncConnection, items: Sequence[RecallIn]) -> list[Stored | ImError]:
+        results: list[Stored | ImError] = []
+        for item in items:
+            try:
+                results.append(await self._recall(conn, item))
+            except ImError as exc:
+                results.append(exc)
+        await self._seqs.save(conn)
+        return results
+
+    async def _recall(self, conn: AsyncConnection, item: RecallIn) -> Stored:
+        table = msg_table(item.conv)
+        found = (
+            await conn.execute(select_messages(item.conv).where(table.c.seq == item.seq))
+        ).first()
+        if found is None:
+            raise ImError(ErrorCode.NOT_FOUND, f"no message {item.seq} in this chat")
+        original = to_row(found)
+        if original.from_user_id != item.user_id:
+            raise ImError(ErrorCode.FORBIDDEN, "only the sender may recall a message")
+        if original.msg_type != CHAT_MSG:
+            raise ImError(ErrorCode.BAD_REQUEST, f"message {item.seq} cannot be recalled")
+        mid = f"recall-{item.conv}-{item.seq}"
+        audience = await self._audience(conn, original)
+        if original.recalled:  # a repeated recall gets the first one's answer
+            event = (
+                await conn.execute(
+                    select_messages(item.conv).where(
+                        table.c.from_user_id == item.user_id, table.c.msg_id_client == mid
+                    )
+                )
+            ).first()
+            assert event is not None
+            return Stored(to_row(event), True, audience)
+        if item.now - original.send_time > item.window_ms:
+            raise ImError(
+                ErrorCode.FORBIDDEN,
+                f"messages can be recalled for {item.window_ms // 1000} s after they were sent",
+            )
+        await conn.execute(
+            update(table)
+            .where(in_conv(item.conv), table.c.seq == item.seq)
+            .values(cancel_flag=True)
+        )
+        seq = await self._seqs.next(conn, item.conv)
+        chat_id, team_id = conv_ids(item.conv)
+        values: dict[str, Any] = {
+            "seq": seq,
+            "msg_type": RECALL_MSG,
+            "ref_seq": item.seq,
+            "from_user_id": item.user_id,
+            "client_type": item.client_type,
+            "body_type": original.body_type,
+            "body": "",
+            "msg_id_client": mid,
+            "send_time": item.now,
+        }
+        if team_id:
+            values["team_id"] = team_id
+        else:
+            values.update(chat_id=chat_id, to_user_id=original.to_user_id)
+        id_col = team_msg_t.c.team_msg_id if team_id else person_t.c.person_msg_id
+        (msg_id,) = await _insert(conn, table, id_col, [values])
+        await advance_reads(conn, [(item.user_id, item.conv, seq)])
+        event = MsgRow(
+            chat_id,
+            team_id,
+            seq,
+            msg_id,
+            RECALL_MSG,
+            item.seq,
+            item.user_id,
+            original.to_user_id,
+            item.client_type,
+            original.body_type,
+            "",
+            0,
+            mid,
+            item.now,
+            False,
+        )
+        return Stored(event, False, audience)
+
+    async def _audience(self, conn: AsyncConnection, row: MsgRow) -> frozenset[int]:
+        if row.team_id:
+            info = await self._teams.get(conn, row.team_id)
+            return info.members if info else frozenset()
+        return frozenset((row.from_user_id, row.to_user_id))

@@ -1,0 +1,186 @@
+"""Read positions: moving them, unread counts derived from them, and who has read what.
+
+Unread = the messages (``msg_type`` chat, not recalled, not one's own) with a sequence above
+one's read position, counted in one query per kind of conversation. Nothing is counted up or
+down per message, so the counts cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imhub.protocol.errors import ImError
+from imhub.storage.conversations import (
+    CHAT_MSG,
+    PERSON,
+    TEAM,
+    Sequences,
+    advance_reads,
+    chat_t,
+    in_conv,
+    msg_table,
+    person_t,
+    team_msg_t,
+    team_t,
+)
+
+
+@dataclass(slots=True, frozen=True)
+class ConvState:
+    """One conversation of a user, with positions and the unread count."""
+
+    chat_id: int  # 0 for a group
+    team_id: int  # 0 for a one-to-one chat
+    peer_user_id: int  # one-to-one only
+    team_name: str  # group only
+    last_seq: int
+    read_seq: int  # the user's own read position
+    peer_read_seq: int  # one-to-one only: how far the other user has read
+    unread: int
+
+
+async def conversations(conn: AsyncConnection, user_id: int) -> list[ConvState]:
+    """Every conversation of a user (chats with a message, groups they are in)."""
+    c, m = chat_t, person_t
+    mine_is_from = c.c.from_user_id == user_id
+    my_read = case((mine_is_from, c.c.from_read_seq), else_=c.c.to_read_seq)
+    peer_read = case((mine_is_from, c.c.to_read_seq), else_=c.c.from_read_seq)
+    peer = case((mine_is_from, c.c.to_user_id), else_=c.c.from_user_id)
+    unread = func.count(m.c.person_msg_id)
+    person_rows = await conn.execute(
+        select(c.c.chat_id, peer, c.c.last_seq, my_read, peer_read, unread)
+        .select_from(
+            c.outerjoin(
+                m,
+                and_(
+                    m.c.chat_id == c.c.chat_id,
+                    m.c.seq > my_read,
+                    m.c.to_user_id == user_id,
+                    m.c.msg_type == CHAT_MSG,
+                    m.c.cancel_flag == False,  # noqa: E712 - SQL expression
+                ),
+            )
+        )
+        .where(
+            c.c.event_type == PERSON, (c.c.from_user_id == user_id) | (c.c.to_user_id == user_id)
+        )
+        .group_by(c.c.chat_id, peer, c.c.last_seq, my_read, peer_read)
+        .order_by(c.c.chat_id)
+    )
+    t, tm = team_t, team_msg_t
+    team_rows = await conn.execute(
+        select(
+            t.c.team_id, t.c.team_name, t.c.last_seq, c.c.to_read_seq, func.count(tm.c.team_msg_id)
+        )
+        .select_from(
+            c.join(t, t.c.team_id == c.c.team_id).outerjoin(
+                tm,
+                and_(
+                    tm.c.team_id == c.c.team_id,
+                    tm.c.seq > c.c.to_read_seq,
+                    tm.c.from_user_id != user_id,
+                    tm.c.msg_type == CHAT_MSG,
+                    tm.c.cancel_flag == False,  # noqa: E712
+                ),
+            )
+        )
+        .where(
+            c.c.event_type == TEAM,
+            c.c.to_user_id == user_id,
+            c.c.delete_flag == False,  # noqa: E712
+            t.c.delete_flag == False,  # noqa: E712
+        )
+        .group_by(t.c.team_id, t.c.team_name, t.c.last_seq, c.c.to_read_seq)
+        .order_by(t.c.team_id)
+    )
+    return [
+        ConvState(chat_id, 0, peer_id, "", last, read, peer_seq, n)
+        for chat_id, peer_id, last, read, peer_seq, n in person_rows
+    ] + [
+        ConvState(0, team_id, 0, name, last, read, 0, n)
+        for team_id, name, last, read, n in team_rows
+    ]
+
+
+async def readers(conn: AsyncConnection, conv: int, seq: int, sender: int) -> list[int]:
+    """Who, other than the sender, has read message ``seq`` of a conversation."""
+    if conv < 0:
+        rows = await conn.execute(
+            select(chat_t.c.to_user_id)
+            .where(
+                chat_t.c.team_id == -conv,
+                chat_t.c.event_type == TEAM,
+                chat_t.c.delete_flag == False,  # noqa: E712
+                chat_t.c.to_read_seq >= seq,
+                chat_t.c.to_user_id != sender,
+            )
+            .order_by(chat_t.c.to_user_id)
+        )
+        return [int(u) for u in rows.scalars()]
+    row = (
+        await conn.execute(
+            select(
+                chat_t.c.from_user_id,
+                chat_t.c.to_user_id,
+                chat_t.c.from_read_seq,
+                chat_t.c.to_read_seq,
+            ).where(chat_t.c.chat_id == conv)
+        )
+    ).first()
+    if row is None:
+        return []
+    a, b, a_read, b_read = row
+    return [u for u, read in ((a, a_read), (b, b_read)) if u != sender and read >= seq]
+
+
+@dataclass(slots=True, frozen=True)
+class ReadIn:
+    user_id: int
+    conv: int
+    seq: int | None  # None: everything so far
+
+
+class MoveReads:
+    """Writer kind: "read up to" (chat_enter reads everything). Positions never go back, and
+    never past the conversation's newest message."""
+
+    def __init__(self, sequences: Sequences) -> None:
+        self._seqs = sequences
+
+    async def run(self, conn: AsyncConnection, items: Sequence[ReadIn]) -> list[int | ImError]:
+        moves = []
+        for item in items:
+            last = await self._seqs.last(conn, item.conv)
+            moves.append(
+                (item.user_id, item.conv, last if item.seq is None else min(item.seq, last))
+            )
+        await advance_reads(conn, moves)
+        return [await read_position(conn, user, conv) for user, conv, _ in moves]
+
+
+async def read_position(conn: AsyncConnection, user_id: int, conv: int) -> int:
+    if conv < 0:
+        stmt = select(chat_t.c.to_read_seq).where(
+            chat_t.c.team_id == -conv, chat_t.c.event_type == TEAM, chat_t.c.to_user_id == user_id
+        )
+    else:
+        stmt = select(
+            case(
+                (chat_t.c.from_user_id == user_id, chat_t.c.from_read_seq),
+                else_=chat_t.c.to_read_seq,
+            )
+        ).where(chat_t.c.chat_id == conv)
+    return int((await conn.execute(stmt)).scalar() or 0)
+
+
+async def receipt(conn: AsyncConnection, conv: int, seq: int) -> list[int] | None:
+    """Who has read message ``seq`` (its sender excluded); None when there is no such one."""
+    table = msg_table(conv)
+    sender = (
+        await conn.execute(select(table.c.from_user_id).where(in_conv(conv), table.c.seq == seq))
+    ).scalar()
+    return None if sender is None else await readers(conn, conv, seq, int(sender))

@@ -1,0 +1,346 @@
+"""Groups: the ``team`` row, one ``chat`` row per member (event_type 1), membership changes.
+
+Every change is also an event in the group's stream (a ``team_msg`` row whose ``msg_type`` is
+the operation), so members who were offline see it when they sync, in order with messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.conversations import TEAM, MsgRow, Sequences, advance_reads
+from imhub.storage.models import chat_table, team_msg_table, team_table, users_table
+from imhub.storage.users import existing_users
+
+chat_t = chat_table
+team_t = team_table
+team_msg_t = team_msg_table
+user_t = users_table
+
+MAX_MEMBERS = 20_000
+BODY_TIPS = 7  # the seed's BodyType.tips, for the text of group events
+
+
+@dataclass(slots=True, frozen=True)
+class TeamInfo:
+    team_id: int
+    name: str
+    owner: int
+    members: frozenset[int]
+
+
+class Teams:
+    """Group membership, cached; loaded and changed inside the writer's transaction only, so
+    the writer's checks and the cache always agree."""
+
+    def __init__(self, cache_max: int = 50_000) -> None:
+        self._cache: dict[int, TeamInfo | None] = {}
+        self._cache_max = cache_max
+
+    async def get(self, conn: AsyncConnection, team_id: int) -> TeamInfo | None:
+        """Inside the writer: from the cache, loading it on a miss."""
+        if team_id in self._cache:
+            return self._cache[team_id]
+        info = await _load(conn, team_id)
+        if len(self._cache) >= self._cache_max:
+            self._cache.clear()
+        self._cache[team_id] = info
+        return info
+
+    async def read(self, engine: AsyncEngine, team_id: int) -> TeamInfo | None:
+        """Outside the writer: the cache, or the committed rows (which do not enter the cache,
+        so a read racing a change cannot put an old member list back)."""
+        if team_id in self._cache:
+            return self._cache[team_id]
+        async with engine.connect() as conn:
+            return await _load(conn, team_id)
+
+    def put(self, info: TeamInfo) -> None:
+        self._cache[info.team_id] = info
+
+    def drop(self, team_id: int) -> None:
+        self._cache[team_id] = None
+
+    def rolled_back(self) -> None:
+        self._cache.clear()
+
+
+async def _load(conn: AsyncConnection, team_id: int) -> TeamInfo | None:
+    row = (
+        await conn.execute(
+            select(team_t.c.team_name, team_t.c.team_admin).where(
+                team_t.c.team_id == team_id,
+                team_t.c.delete_flag == False,  # noqa: E712
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    members = await conn.execute(
+        select(chat_t.c.to_user_id).where(
+            chat_t.c.team_id == team_id,
+            chat_t.c.event_type == TEAM,
+            chat_t.c.delete_flag == False,  # noqa: E712
+        )
+    )
+    return TeamInfo(team_id, row[0], row[1], frozenset(members.scalars()))
+
+
+@dataclass(slots=True, frozen=True)
+class TeamOp:
+    """One group operation by ``actor``; ``op`` is its protocol msgType (16 to 21)."""
+
+    op: int
+    actor: int
+    send_time: int
+    client_type: int = 5
+    team_id: int = 0
+    name: str = ""
+    member_ids: tuple[int, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class TeamChanged:
+    info: TeamInfo  # after the change (members empty when dissolved)
+    event: MsgRow  # the event in the group's stream
+    notify: frozenset[int]  # members before and after: everyone who must hear of it
+    affected: tuple[int, ...] = field(default=())
+
+
+# Operation codes, equal to the protocol's msgTypes (protocol.messages.MsgType).
+CREATE, ADD, REMOVE, LEAVE, RENAME, DISMISS = 16, 17, 18, 19, 20, 21
+
+
+class ApplyTeamOps:
+    """Writer kind: create, add, remove, leave, rename, dissolve; each also posts an event."""
+
+    def __init__(self, teams: Teams, sequences: Sequences) -> None:
+        self._teams = teams
+        self._seqs = sequences
+
+    async def run(
+        self, conn: AsyncConnection, items: Sequence[TeamOp]
+    ) -> list[TeamChanged | ImError]:
+        results: list[TeamChanged | ImError] = []
+        for op in items:
+            try:
+                results.append(await self._apply(conn, op))
+            except ImError as exc:
+                results.append(exc)
+        await self._seqs.save(conn)
+        return results
+
+    async def _apply(self, conn: AsyncConnection, op: TeamOp) -> TeamChanged:
+        names = await _names(conn, {op.actor, *op.member_ids})
+        if op.actor not in names:
+            raise ImError(ErrorCode.NOT_FOUND, f"user {op.actor} does not exist")
+        if op.op == CREATE:
+            return await self._create(conn, op, names)
+        info = await self._teams.get(conn, op.team_id)
+        if info is None:
+            raise ImError(ErrorCode.NOT_FOUND, f"no group {op.team_id}")
+        if op.actor not in info.members:
+            raise ImError(ErrorCode.FORBIDDEN, f"you are not a member of group {op.team_id}")
+        actor = names[op.actor]
+        if op.op in (ADD, REMOVE, DISMISS) and op.actor != info.owner:
+            raise ImError(ErrorCode.FORBIDDEN, "only the group's owner may do that")
+        if op.op == ADD:
+            unknown = set(op.member_ids) - names.keys()
+            if unknown:
+                raise ImError(ErrorCode.NOT_FOUND, f"unknown users: {sorted(unknown)}")
+            new = tuple(u for u in dict.fromkeys(op.member_ids) if u not in info.members)
+            if len(info.members) + len(new) > MAX_MEMBERS:
+                raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
+            await _join(conn, info.team_id, new, await self._seqs.last(conn, -info.team_id))
+            after = replace(info, members=info.members | set(new))
+            text = f"{actor} added {_list(names, new)}"
+            return await self._event(conn, op, info, after, new, text)
+        if op.op == REMOVE:
+            gone = tuple(u for u in dict.fromkeys(op.member_ids) if u in info.members)
+            if info.owner in gone:
+                raise ImError(
+                    ErrorCode.BAD_REQUEST, "the owner cannot be removed; dissolve instead"
+                )
+            await _leave(conn, info.team_id, gone)
+            after = replace(info, members=info.members - set(gone))
+            text = f"{actor} removed {_list(names, gone)}"
+            return await self._event(conn, op, info, after, gone, text)
+        if op.op == LEAVE:
+            if op.actor == info.owner:
+                raise ImError(ErrorCode.CONFLICT, "the owner cannot leave; dissolve the group")
+            await _leave(conn, info.team_id, (op.actor,))
+            after = replace(info, members=info.members - {op.actor})
+            return await self._event(conn, op, info, after, (op.actor,), f"{actor} left")
+        if op.op == RENAME:
+            name = _valid_name(op.name)
+            await conn.execute(
+                update(team_t).where(team_t.c.team_id == info.team_id).values(team_name=name)
+            )
+            after = replace(info, name=name)
+            return await self._event(conn, op, info, after, (), f"{actor} renamed the group {name}")
+        if op.op == DISMISS:
+            await conn.execute(
+                update(team_t).where(team_t.c.team_id == info.team_id).values(delete_flag=True)
+            )
+            await _leave(conn, info.team_id, tuple(info.members))
+            after = replace(info, members=frozenset())
+            changed = await self._event(conn, op, info, after, (), f"{actor} dissolved the group")
+            self._teams.drop(info.team_id)
+            return changed
+        raise ImError(ErrorCode.BAD_REQUEST, f"unknown group operation {op.op}")
+
+    async def _create(
+        self, conn: AsyncConnection, op: TeamOp, names: dict[int, str]
+    ) -> TeamChanged:
+        name = _valid_name(op.name)
+        members = tuple(dict.fromkeys((op.actor, *op.member_ids)))
+        unknown = set(members) - names.keys()
+        if unknown:
+            raise ImError(ErrorCode.NOT_FOUND, f"unknown users: {sorted(unknown)}")
+        if len(members) > MAX_MEMBERS:
+            raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
+        team_id = (
+            await conn.execute(
+                insert(team_t)
+                .values(team_name=name, team_admin=op.actor, team_admin_name=names[op.actor])
+                .returning(team_t.c.team_id)
+            )
+        ).scalar_one()
+        await _join(conn, team_id, members, 0)
+        info = TeamInfo(team_id, name, op.actor, frozenset(members))
+        before = TeamInfo(team_id, name, op.actor, frozenset())
+        text = f"{names[op.actor]} created {name}"
+        return await self._event(conn, replace(op, team_id=team_id), before, info, members, text)
+
+    async def _event(
+        self,
+        conn: AsyncConnection,
+        op: TeamOp,
+        before: TeamInfo,
+        after: TeamInfo,
+        affected: tuple[int, ...],
+        text: str,
+    ) -> TeamChanged:
+        conv = -after.team_id
+        seq = await self._seqs.next(conn, conv)
+        mid = f"team-{op.op}-{after.team_id}-{seq}"
+        msg_id = (
+            await conn.execute(
+                insert(team_msg_t)
+                .values(
+                    team_id=after.team_id,
+                    seq=seq,
+                    from_user_id=op.actor,
+                    client_type=op.client_type,
+                    msg_type=op.op,
+                    body_type=BODY_TIPS,
+                    body=text,
+                    msg_id_client=mid,
+                    send_time=op.send_time,
+                )
+                .returning(team_msg_t.c.team_msg_id)
+            )
+        ).scalar_one()
+        if after.members:
+            self._teams.put(after)
+            await advance_reads(conn, [(op.actor, conv, seq)])
+        event = MsgRow(
+            0,
+            after.team_id,
+            seq,
+            msg_id,
+            op.op,
+            0,
+            op.actor,
+            0,
+            op.client_type,
+            BODY_TIPS,
+            text,
+            0,
+            mid,
+            op.send_time,
+            False,
+        )
+        return TeamChanged(after, event, before.members | after.members, affected)
+
+
+def _valid_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 50:
+        raise ImError(ErrorCode.BAD_REQUEST, "a group name has 1 to 50 characters")
+    return name
+
+
+def _list(names: dict[int, str], ids: tuple[int, ...]) -> str:
+    return ", ".join(names.get(u, str(u)) for u in ids) or "nobody"
+
+
+async def _names(conn: AsyncConnection, user_ids: set[int]) -> dict[int, str]:
+    existing = await existing_users(conn, user_ids)
+    if not existing:
+        return {}
+    rows = await conn.execute(
+        select(user_t.c.user_id, user_t.c.username).where(user_t.c.user_id.in_(existing))
+    )
+    return {int(u): str(n) for u, n in rows}
+
+
+async def _join(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], last: int) -> None:
+    """Add member rows, reviving those of earlier members; their read position starts at the
+    group's current end (``last``) so a new member is not flooded with unread history."""
+    if not user_ids:
+        return
+    old = set(
+        (
+            await conn.execute(
+                select(chat_t.c.to_user_id).where(
+                    chat_t.c.team_id == team_id,
+                    chat_t.c.event_type == TEAM,
+                    chat_t.c.to_user_id.in_(user_ids),
+                )
+            )
+        ).scalars()
+    )
+    if old:
+        await conn.execute(
+            update(chat_t)
+            .where(
+                chat_t.c.team_id == team_id,
+                chat_t.c.event_type == TEAM,
+                chat_t.c.to_user_id.in_(old),
+            )
+            .values(delete_flag=False, to_read_seq=last)
+        )
+    new = [u for u in user_ids if u not in old]
+    if new:
+        await conn.execute(
+            insert(chat_t),
+            [
+                {
+                    "event_type": TEAM,
+                    "from_user_id": 0,
+                    "to_user_id": u,
+                    "team_id": team_id,
+                    "to_read_seq": last,
+                }
+                for u in new
+            ],
+        )
+
+
+async def _leave(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...]) -> None:
+    if user_ids:
+        await conn.execute(
+            update(chat_t)
+            .where(
+                chat_t.c.team_id == team_id,
+                chat_t.c.event_type == TEAM,
+                chat_t.c.to_user_id.in_(user_ids),
+            )
+            .values(delete_flag=True)
+        )
