@@ -5,7 +5,7 @@ exists), logs in PAIRS sender/receiver pairs over TCP, and keeps WINDOW messages
 sender for SECONDS. Reports acknowledged and delivered messages per second, and checks that
 every acknowledged message was delivered exactly once and in order.
 
-    .venv/bin/python bench/p2p_quick.py [--pairs 100] [--window 20] [--seconds 5]
+    .venv/bin/python -m bench.p2p_quick [--pairs 100] [--window 20] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -13,85 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import struct
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import uvloop
 
-HEADER = struct.Struct(">I")
-SECRET = "bench-secret-" + "z" * 32
-
-
-def frame(obj: dict[str, object]) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    return HEADER.pack(len(data)) + data
-
-
-class Conn(asyncio.Protocol):
-    """A lean load-generator connection: frames in, a callback per decoded message."""
-
-    def __init__(self, on_msg) -> None:  # type: ignore[no-untyped-def]
-        self.buf = bytearray()
-        self.on_msg = on_msg
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos = 0
-        while len(buf) - pos >= 4:
-            (n,) = HEADER.unpack_from(buf, pos)
-            if len(buf) - pos - 4 < n:
-                break
-            self.on_msg(json.loads(bytes(buf[pos + 4 : pos + 4 + n])))
-            pos += 4 + n
-        del buf[:pos]
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen[str], int]:
-    env = {
-        **os.environ,
-        "IMHUB_DATA_DIR": str(data),
-        "IMHUB_TOKEN_SECRET": SECRET,
-        "IMHUB_API_KEY": "bench",
-        "IMHUB_LOG_LEVEL": "WARNING",
-        "IMHUB_PORT": "0",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "imhub", "migrate"], env=env, check=True, capture_output=True
-    )
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    proc = subprocess.Popen(
-        [*pin, sys.executable, "-m", "imhub", "serve"], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    return proc, int(proc.stdout.readline().rsplit(":", 1)[1])
+from bench.common import SECRET, Conn, add_users, frame, pin_self, start_server, stop_server
+from imhub.service.auth import TokenAuthority
 
 
 async def run(pairs: int, window: int, seconds: float, port: int) -> dict[str, object]:
-    import aiohttp
-
-    from imhub.service.auth import TokenAuthority
-
     auth = TokenAuthority(SECRET)
-    async with aiohttp.ClientSession() as http:
-        ids = []
-        for i in range(pairs * 2):
-            async with http.post(
-                f"http://127.0.0.1:{port}/api/v1/users",
-                json={"username": f"u{i}"},
-                headers={"X-Api-Key": "bench"},
-            ) as r:
-                ids.append((await r.json())["userId"])
+    ids = await add_users(port, pairs * 2)
     loop = asyncio.get_running_loop()
     acked: dict[int, int] = {}
     delivered: dict[int, list[int]] = {}
@@ -210,15 +144,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_server(Path(tmp))
         try:
-            if shutil.which("taskset"):
-                os.sched_setaffinity(0, {1})
+            pin_self()
             result = uvloop.run(run(args.pairs, args.window, args.seconds, port))
-            server_cpu = sum(os.times()[2:4])  # children's CPU is counted after they exit
         finally:
-            proc.terminate()
-            proc.wait(10)
-        result["server_cpu_s"] = round(sum(os.times()[2:4]) - server_cpu, 2)
-        print(json.dumps(result))
+            server_cpu = stop_server(proc)
+        print(json.dumps({**result, "server_cpu_s": server_cpu}))
 
 
 if __name__ == "__main__":

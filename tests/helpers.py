@@ -73,6 +73,13 @@ class Client:
         assert answer["msgIdClient"] == mid
         return answer
 
+    async def chat_team(self, team: int, mid: str, body: str) -> dict[str, Any]:
+        """Send a group message and return its chat_answer."""
+        await self.send({"msgType": 3, "teamId": team, "msgIdClient": mid, "body": body})
+        answer = await self.expect(4)
+        assert answer["msgIdClient"] == mid, answer
+        return answer
+
     async def silent(self, timeout: float = 0.3) -> bool:
         """True when nothing arrives within ``timeout`` (used to assert 'not delivered')."""
         try:

@@ -27,10 +27,13 @@ async def test_unread_count_goes_up_and_is_reset_by_chat_enter(server: ServerPro
     await a.chat(bob, "m3", "three")  # bob is in the chat: read at once
     await b.expect(3)
     assert await unread_of(b, chat_id) == 0
-    assert (
-        server.count("select count(*) from person_msg where chat_id=? and read_flag=0", chat_id)
-        == 0
+    read_positions = server.count(  # bob's read position is the chat's newest message
+        "select count(*) from chat where chat_id=? and last_seq=3"
+        " and (case when from_user_id=? then from_read_seq else to_read_seq end)=3",
+        chat_id,
+        bob,
     )
+    assert read_positions == 1
 
 
 async def test_offline_messages_arrive_at_login_in_order(server: ServerProcess) -> None:

@@ -131,3 +131,4 @@ class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):
     read_num: SmallInt | None = None
     reader_ids: list[Id] | None = None
     with_readers: bool | None = None
+    backlog: bool | None = None

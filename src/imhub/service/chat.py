@@ -93,9 +93,9 @@ class ChatService:
         if result.duplicate:
             return  # delivered when it was first stored
         self._delivery.row(row, result.audience, skip=session)
-        if row.chat_id:
+        if row.chat_id:  # the sender and the reader's devices learn it was read at once
             for reader in result.readers:
-                self.receipt(row.chat_id, reader, row.seq, {row.from_user_id})
+                self.receipt(row.chat_id, reader, row.seq, {row.from_user_id, reader})
 
     def receipt(
         self, chat_id: int, reader: int, seq: int, users: set[int], skip: Session | None = None

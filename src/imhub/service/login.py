@@ -74,8 +74,9 @@ class LoginService:
                     unread=unread_list(snapshot.convs),
                 )
             )
-            for conv in snapshot.convs:
-                await self._write_backlog(session, conv)
+            if msg.backlog is not False:  # a client that syncs by itself asks for none
+                for conv in snapshot.convs:
+                    await self._write_backlog(session, conv)
             for notice in snapshot.notices:
                 session.reply(notice_message(notice))
             session.release_held()

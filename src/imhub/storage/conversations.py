@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, case, literal_column, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, case, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
@@ -217,50 +217,42 @@ class Sequences:
 async def advance_reads(conn: AsyncConnection, moves: Iterable[tuple[int, int, int]]) -> None:
     """Move read positions forward: ``(user_id, conv, seq)``; never backwards.
 
-    One-to-one: the user's side of the pair row, and ``read_flag`` of the messages to them up
-    to ``seq`` (the seed's column, kept). Group: the member's row.
+    One-to-one: the user's side of the pair row; group: the member's row. One statement per
+    kind of conversation, however many positions move.
     """
     best: dict[tuple[int, int], int] = {}
-    for user_id, conv, seq in moves:
-        if seq > best.get((user_id, conv), 0):
-            best[(user_id, conv)] = seq
-    for (user_id, conv), seq in best.items():
-        if conv < 0:
-            await conn.execute(
-                update(chat_t)
-                .where(
-                    chat_t.c.team_id == -conv,
-                    chat_t.c.to_user_id == user_id,
-                    chat_t.c.event_type == TEAM,
-                    chat_t.c.to_read_seq < seq,
-                )
-                .values(to_read_seq=seq)
-            )
-            continue
+    for user_id, conv, upto in moves:
+        if upto > best.get((user_id, conv), 0):
+            best[(user_id, conv)] = upto
+    pairs = [{"u": u, "c": c, "s": s} for (u, c), s in best.items() if c > 0]
+    teams = [{"u": u, "t": -c, "s": s} for (u, c), s in best.items() if c < 0]
+    user: BindParameter[int] = bindparam("u")
+    seq: BindParameter[int] = bindparam("s")
+    if pairs:
         await conn.execute(
             update(chat_t)
-            .where(chat_t.c.chat_id == conv)
+            .where(chat_t.c.chat_id == bindparam("c"))
             .values(
                 from_read_seq=case(
-                    (
-                        (chat_t.c.from_user_id == user_id) & (chat_t.c.from_read_seq < seq),
-                        seq,
-                    ),
+                    ((chat_t.c.from_user_id == user) & (chat_t.c.from_read_seq < seq), seq),
                     else_=chat_t.c.from_read_seq,
                 ),
                 to_read_seq=case(
-                    ((chat_t.c.to_user_id == user_id) & (chat_t.c.to_read_seq < seq), seq),
+                    ((chat_t.c.to_user_id == user) & (chat_t.c.to_read_seq < seq), seq),
                     else_=chat_t.c.to_read_seq,
                 ),
-            )
+            ),
+            pairs,
         )
+    if teams:
         await conn.execute(
-            update(person_t)
+            update(chat_t)
             .where(
-                person_t.c.chat_id == conv,
-                person_t.c.to_user_id == user_id,
-                person_t.c.seq <= seq,
-                person_t.c.read_flag == False,  # noqa: E712 - SQL expression
+                chat_t.c.team_id == bindparam("t"),
+                chat_t.c.to_user_id == user,
+                chat_t.c.event_type == TEAM,
+                chat_t.c.to_read_seq < seq,
             )
-            .values(read_flag=True)
+            .values(to_read_seq=seq),
+            teams,
         )
