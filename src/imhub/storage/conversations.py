@@ -63,49 +63,30 @@ class MsgRow:
 
 
 def message_columns(team: bool) -> list[Any]:
-    """The ``MsgRow`` columns of the one-to-one or the group message table."""
-    return _team_columns() if team else _person_columns()
-
-
-def _person_columns() -> list[Any]:
-    t = person_t
+    """The ``MsgRow`` columns of the group or the one-to-one message table, in its order."""
+    t = team_msg_t if team else person_t
+    zero = literal_column("0")
     return [
-        t.c.chat_id,
-        literal_column("0").label("team_id"),
+        zero.label("chat_id") if team else t.c.chat_id,
+        t.c.team_id if team else zero.label("team_id"),
         t.c.seq,
-        t.c.person_msg_id,
+        t.c.team_msg_id if team else t.c.person_msg_id,
         t.c.msg_type,
         t.c.ref_seq,
         t.c.from_user_id,
-        t.c.to_user_id,
-        t.c.client_type,
-        t.c.body_type,
-        t.c.body,
-        t.c.voice_time,
-        t.c.msg_id_client,
-        t.c.send_time,
-        t.c.cancel_flag,
-    ]
-
-
-def _team_columns() -> list[Any]:
-    t = team_msg_t
-    return [
-        literal_column("0").label("chat_id"),
-        t.c.team_id,
-        t.c.seq,
-        t.c.team_msg_id,
-        t.c.msg_type,
-        t.c.ref_seq,
-        t.c.from_user_id,
-        literal_column("0").label("to_user_id"),
-        t.c.client_type,
-        t.c.body_type,
-        t.c.body,
-        t.c.voice_time,
-        t.c.msg_id_client,
-        t.c.send_time,
-        t.c.cancel_flag,
+        zero.label("to_user_id") if team else t.c.to_user_id,
+        *(
+            t.c[name]
+            for name in (
+                "client_type",
+                "body_type",
+                "body",
+                "voice_time",
+                "msg_id_client",
+                "send_time",
+                "cancel_flag",
+            )
+        ),
     ]
 
 

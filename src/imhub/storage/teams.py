@@ -6,8 +6,9 @@ the operation), so members who were offline see it when they sync, in order with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -297,23 +298,13 @@ async def _join(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], 
         return
     old = set(
         (
-            await conn.execute(
-                select(chat_t.c.to_user_id).where(
-                    chat_t.c.team_id == team_id,
-                    chat_t.c.event_type == TEAM,
-                    chat_t.c.to_user_id.in_(user_ids),
-                )
-            )
+            await conn.execute(select(chat_t.c.to_user_id).where(*_member_rows(team_id, user_ids)))
         ).scalars()
     )
     if old:
         await conn.execute(
             update(chat_t)
-            .where(
-                chat_t.c.team_id == team_id,
-                chat_t.c.event_type == TEAM,
-                chat_t.c.to_user_id.in_(old),
-            )
+            .where(*_member_rows(team_id, old))
             .values(delete_flag=False, to_read_seq=last)
         )
     new = [u for u in user_ids if u not in old]
@@ -336,11 +327,14 @@ async def _join(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], 
 async def _leave(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...]) -> None:
     if user_ids:
         await conn.execute(
-            update(chat_t)
-            .where(
-                chat_t.c.team_id == team_id,
-                chat_t.c.event_type == TEAM,
-                chat_t.c.to_user_id.in_(user_ids),
-            )
-            .values(delete_flag=True)
+            update(chat_t).where(*_member_rows(team_id, user_ids)).values(delete_flag=True)
         )
+
+
+def _member_rows(team_id: int, user_ids: Iterable[int]) -> tuple[Any, ...]:
+    """WHERE clauses for the member rows of ``user_ids`` in a group, present or departed."""
+    return (
+        chat_t.c.team_id == team_id,
+        chat_t.c.event_type == TEAM,
+        chat_t.c.to_user_id.in_(list(user_ids)),
+    )
