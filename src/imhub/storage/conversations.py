@@ -13,7 +13,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, Table, bindparam, case, literal_column, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnClause,
+    Select,
+    Table,
+    bindparam,
+    case,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
@@ -65,7 +75,7 @@ class MsgRow:
 def message_columns(team: bool) -> list[Any]:
     """The ``MsgRow`` columns of the group or the one-to-one message table, in its order."""
     t = team_msg_t if team else person_t
-    zero = literal_column("0")
+    zero: ColumnClause[int] = literal_column("0")
     return [
         zero.label("chat_id") if team else t.c.chat_id,
         t.c.team_id if team else zero.label("team_id"),
