@@ -31,7 +31,7 @@ async def sync_all(
         if not page["more"]:
             return got, page["convs"], pages
         assert "convs" not in page
-        convs = convs or []
+        convs = []  # from now on name what was received; the rest starts at the read position
 
 
 def _cursor(conv: dict[str, int]) -> tuple[str, int, int]:
@@ -58,9 +58,12 @@ async def test_history_pages(server: ServerProcess) -> None:
             break
         before = page["messages"][0]["seq"]
     assert pages == [list(range(16, 26)), list(range(6, 16)), list(range(1, 6))]
+    await a.send({"msgType": 14, "chatId": chat, "limit": 1, "msgIdClient": "req-1"})
+    assert (await a.expect(14))["msgIdClient"] == "req-1"  # answers name their request
     outsider, x = await server.online("outsider")
-    await x.send({"msgType": 14, "chatId": chat})
-    assert (await x.expect(8))["code"] == 404
+    await x.send({"msgType": 14, "chatId": chat, "msgIdClient": "req-2"})
+    err = await x.expect(8)
+    assert err["code"] == 404 and err["msgIdClient"] == "req-2"
 
 
 async def test_member_offline_during_500_messages_syncs_them_once_in_order(
@@ -149,3 +152,24 @@ async def test_sync_refuses_a_conversation_that_is_not_yours(server: ServerProce
     assert (await x.expect(8))["code"] == 404
     await x.send({"msgType": 0})  # nothing is left held: the connection goes on
     await x.expect(0)
+
+
+async def test_unnamed_conversations_start_from_the_read_position(
+    server: ServerProcess,
+) -> None:
+    """A second page names only what the first carried; the others still come."""
+    owner, o = await server.online("owner")
+    bob = await server.add_user("bob")
+    chats = [await server.add_user(f"p{i}") for i in range(3)]
+    for peer in chats:  # three chats with bob, three unread messages each
+        pc = await server.connect("tcp")
+        await pc.login(server.token(peer))
+        for i in range(3):
+            await pc.chat(bob, f"{peer}-{i}", f"{peer}:{i}")
+    b = await server.connect("tcp")
+    await b.send({"msgType": 1, "token": server.token(bob), "backlog": False})
+    await b.expect(1)
+    got, states, pages = await sync_all(b, None, limit=4)
+    assert sorted(m["body"] for m in got) == sorted(f"{p}:{i}" for p in chats for i in range(3))
+    assert pages == 3
+    assert len(states) == 3 and owner not in [s.get("peerUserId") for s in states]

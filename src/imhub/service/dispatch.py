@@ -2,7 +2,8 @@
 
 A registry maps each ``msgType`` to its handler. A handler either finishes at once (returns
 None) or returns an awaitable; the gateway reads nothing more from that connection until it
-is done, so one connection's messages are handled in the order they were sent.
+is done, so one connection's messages are handled in the order they were sent. A request's
+``msgIdClient`` is echoed on its answer and on its errors, so clients can match them.
 """
 
 from __future__ import annotations
@@ -41,11 +42,15 @@ class Dispatcher:
                 and msg.from_user_id != session.user_id
             ):
                 raise ImError(ErrorCode.FORBIDDEN, "fromUserId is not the logged-in user")
+            session.request_id = msg.msg_id_client
             pending = handler(session, msg)
         except ImError as exc:
             self.refuse(session, exc, msg)
+            pending = None
+        if pending is None:
+            session.request_id = None
             return None
-        return None if pending is None else self._guard(session, msg, pending)
+        return self._guard(session, msg, pending)
 
     async def _guard(
         self, session: Session, msg: ImMsg, pending: Coroutine[Any, Any, None]
@@ -57,6 +62,8 @@ class Dispatcher:
         except Exception:
             log.exception("handler for msgType %s failed", msg.msg_type)
             self.refuse(session, ImError(ErrorCode.INTERNAL, "internal error"), msg)
+        finally:
+            session.request_id = None
 
     @staticmethod
     def refuse(session: Session, exc: ImError, msg: ImMsg | None = None) -> None:

@@ -1,7 +1,7 @@
 """History pages and sync: reading a conversation from storage by sequence number.
 
-Sync: the client names, per conversation, the last sequence it holds; the server answers with
-everything after it, in order, in pages of at most ``limit`` messages, each saying whether
+Sync: the client names, per conversation, the last sequence it holds (conversations it does not
+name start from the user's read position); the server answers with everything after it, in order, in pages of at most ``limit`` messages, each saying whether
 more follows. Live messages that arrive meanwhile are held for the connection and released
 after the last page, without those the pages already carried, so the client gets each message
 once and in order. The last page also lists every conversation with its positions, so read
@@ -65,15 +65,13 @@ class HistoryService:
             async with self._engine.connect() as conn:
                 states = await reads.conversations(conn, session.user_id)
                 mine = {conv_key(s.chat_id, s.team_id): s for s in states}
-                if msg.convs is None:  # nothing known: start from the user's read positions
-                    wanted = {conv: s.read_seq for conv, s in mine.items()}
-                else:
-                    wanted = {}
-                    for c in msg.convs:
-                        conv = conv_key(c.chat_id, c.team_id)
-                        if conv not in mine:
-                            raise ImError(ErrorCode.NOT_FOUND, f"not a conversation of yours: {c}")
-                        wanted[conv] = c.seq or 0
+                # Conversations the client does not name start from the user's read position.
+                wanted = {conv: s.read_seq for conv, s in mine.items()}
+                for c in msg.convs or ():
+                    conv = conv_key(c.chat_id, c.team_id)
+                    if conv not in mine:
+                        raise ImError(ErrorCode.NOT_FOUND, f"not a conversation of yours: {c}")
+                    wanted[conv] = c.seq or 0
                 page: list[MsgRow] = []
                 more = False
                 for conv in sorted(wanted, key=abs):

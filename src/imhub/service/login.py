@@ -78,7 +78,7 @@ class LoginService:
                 for conv in snapshot.convs:
                     await self._write_backlog(session, conv)
             for notice in snapshot.notices:
-                session.reply(notice_message(notice))
+                session.push(notice_message(notice))
             session.release_held()
         except BaseException:
             # A login that failed half-way is not resumed: the client logs in again and gets
@@ -93,7 +93,7 @@ class LoginService:
             while after < state.last_seq and not session.closed:
                 page = await messages_between(conn, conv, after, state.last_seq, BACKLOG_PAGE)
                 for row in page:
-                    session.reply(backlog_message(row))
+                    session.push(backlog_message(row))
                 if len(page) < BACKLOG_PAGE:
                     return
                 after = page[-1].seq

@@ -36,6 +36,7 @@ class Session:
         "last_seen",
         "opened",
         "outlet",
+        "request_id",
         "user_id",
     )
 
@@ -53,6 +54,8 @@ class Session:
         # While storage is being read for this connection (login backlog, sync), live
         # messages wait here as (conversation, seq, payload) to keep order and skip repeats.
         self.held: list[tuple[int, int, bytes]] | None = None
+        # The msgIdClient of the request being handled, echoed on its answer and errors.
+        self.request_id: str | None = None
 
     def deliver(self, conv: int, seq: int, payload: bytes) -> None:
         """Write a live message of a conversation, once, in sequence order."""
@@ -100,9 +103,20 @@ class Session:
             self.floor[conv] = seq
 
     def reply(self, msg: ImMsg | bytes) -> None:
-        """Send an answer to this connection's own request, ahead of held live messages."""
+        """Send an answer to this connection's own request, ahead of held live messages; it
+        carries the request's ``msgIdClient`` unless it names one of its own."""
+        if self.closed:
+            return
+        if isinstance(msg, ImMsg):
+            if msg.msg_id_client is None:
+                msg.msg_id_client = self.request_id
+            msg = codec.encode(msg)
+        self.outlet.send(msg)
+
+    def push(self, msg: ImMsg) -> None:
+        """Write a message from storage (a login backlog item), ahead of held live messages."""
         if not self.closed:
-            self.outlet.send(msg if isinstance(msg, bytes) else codec.encode(msg))
+            self.outlet.send(codec.encode(msg))
 
     def error(self, code: ErrorCode, reason: str, msg_id_client: str | None = None) -> None:
         self.reply(codec.error_msg(code, reason, msg_id_client))
