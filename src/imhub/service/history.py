@@ -1,11 +1,12 @@
 """History pages and sync: reading a conversation from storage by sequence number.
 
 Sync: the client names, per conversation, the last sequence it holds (conversations it does not
-name start from the user's read position); the server answers with everything after it, in order, in pages of at most ``limit`` messages, each saying whether
-more follows. Live messages that arrive meanwhile are held for the connection and released
-after the last page, without those the pages already carried, so the client gets each message
-once and in order. The last page also lists every conversation with its positions, so read
-changes (own devices, the other user's receipts) and new conversations are learned too.
+name start from the user's read position); the server answers with everything after it, in
+order, in pages of at most ``limit`` messages, each saying whether more follows. Live messages
+that arrive meanwhile are held for the connection and released after the last page, without
+those the pages already carried, so the client gets each message once and in order. The last
+page also lists every conversation with its positions, so read changes (own devices, the
+other user's receipts) and new conversations are learned too.
 """
 
 from __future__ import annotations
