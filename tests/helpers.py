@@ -177,6 +177,9 @@ class ServerProcess:
         for key, value in options.items():
             self.env["IMHUB_" + key.upper()] = str(value)
         self.auth = TokenAuthority(self.env["IMHUB_TOKEN_SECRET"])
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "imhub", "serve"],
             env=self.env,
@@ -190,6 +193,12 @@ class ServerProcess:
             raise RuntimeError(f"server did not start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def crash_and_restart(self) -> None:
+        """SIGKILL the server, then start it again on the same database (on a new port)."""
+        self.proc.kill()
+        self.proc.wait()
+        self._spawn()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

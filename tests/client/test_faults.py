@@ -1,0 +1,213 @@
+"""The client under faults, through a proxy the test controls, while messages flow both ways:
+each application must receive every message exactly once and in order, and every send must
+either resolve with a stored message or raise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from imhub.client import ClientClosed, Sent, State
+from tests.client.conftest import App
+from tests.helpers import ServerProcess
+from tests.proxy import Proxy
+
+
+async def pair(
+    server: ServerProcess, make_app: Callable[..., App], proxy: Proxy, **options: object
+) -> tuple[int, App, int, App]:
+    alice, bob = await server.add_user("alice"), await server.add_user("bob")
+    a = make_app(proxy.url, server.token(alice), **options)
+    b = make_app(f"ws://127.0.0.1:{proxy.port}/ws", server.token(bob), **options)
+    await a.client.start()
+    await b.client.start()
+    return alice, a, bob, b
+
+
+async def exchange(
+    a: App,
+    alice: int,
+    b: App,
+    bob: int,
+    rounds: int,
+    fault: Callable[[int], Awaitable[None]],
+    per_round: int = 25,
+) -> None:
+    """Both send ``per_round`` messages a round; ``fault(round)`` strikes while they are in
+    flight. Then every message must be delivered once, in order, and every send resolved."""
+    sends: list[asyncio.Task[Sent]] = []
+    for r in range(rounds):
+        for i in range(per_round):
+            n = r * per_round + i
+            sends.append(asyncio.create_task(a.client.send_chat(to_user=bob, body=f"a{n}")))
+            sends.append(asyncio.create_task(b.client.send_chat(to_user=alice, body=f"b{n}")))
+        await asyncio.sleep(0)  # let the sends reach the sockets before the fault strikes
+        await fault(r)
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 60)
+    failed = [r for r in results if not isinstance(r, Sent)]
+    assert failed == [], failed  # nothing raised here: the client outlived every fault
+    total = rounds * per_round
+    await a.until(lambda: len(a.messages) >= total, 60)
+    await b.until(lambda: len(b.messages) >= total, 60)
+    assert [m.body for m in b.messages] == [f"a{n}" for n in range(total)]
+    assert [m.body for m in a.messages] == [f"b{n}" for n in range(total)]
+    seqs = sorted(r.seq for r in results if isinstance(r, Sent))
+    assert seqs == list(range(1, 2 * total + 1))  # stored once each, no gaps
+
+
+async def test_connection_dropped_mid_stream(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    proxy = await Proxy(server.port).start()
+    alice, a, bob, b = await pair(server, make_app, proxy)
+
+    async def drop(_round: int) -> None:
+        proxy.drop_all()
+
+    await exchange(a, alice, b, bob, rounds=4, fault=drop)
+    assert a.states.count(State.RECONNECTING) >= 1 and a.client.state is State.ONLINE
+    await proxy.close()
+
+
+class AttemptCounter(logging.Handler):
+    """Counts the client's logged connect attempts and wakes a waiter at each one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.attempts = 0
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "connect attempt" in record.getMessage():
+            self.attempts += 1
+            self.seen.set()
+
+
+async def test_first_connect_is_retried_until_the_server_answers(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    counter = AttemptCounter()
+    logging.getLogger("imhub.client").addHandler(counter)
+    proxy = await Proxy(server.port).start()
+    await proxy.stop_listening()
+    user = await server.add_user("patient")
+    app = make_app(proxy.url, server.token(user))
+    starting = asyncio.create_task(app.client.start())
+    async with asyncio.timeout(10):
+        while counter.attempts < 3:  # three refused attempts, each logged
+            counter.seen.clear()
+            await counter.seen.wait()
+    logging.getLogger("imhub.client").removeHandler(counter)
+    await proxy.listen_again()
+    await asyncio.wait_for(starting, 10)
+    assert app.client.state is State.ONLINE
+    assert app.states == [State.CONNECTING, State.ONLINE]
+    await proxy.close()
+
+
+async def test_first_connect_gives_up_after_max_attempts(
+    make_app: Callable[..., App],
+) -> None:
+    proxy = await Proxy(1).start()
+    await proxy.stop_listening()
+    app = make_app(proxy.url, "token", max_attempts=3)
+    with pytest.raises(ClientClosed) as err:
+        await app.client.start()
+    assert "gave up after 3 attempts" in str(err.value)
+
+
+async def test_black_holed_link_is_found_by_heartbeats(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    proxy = await Proxy(server.port).start()
+    alice, a, bob, b = await pair(
+        server,
+        make_app,
+        proxy,
+        heartbeat_interval=0.2,
+        heartbeat_timeout=0.5,
+        request_timeout=1.0,
+    )
+
+    async def black_hole(round_: int) -> None:
+        if round_ == 1:
+            proxy.blackhole = True
+            await a.until(lambda: State.RECONNECTING in a.states)  # found dead, not closed
+            await b.until(lambda: State.RECONNECTING in b.states)
+            proxy.drop_all()  # the old, silent sockets are gone for good
+            proxy.blackhole = False
+
+    await exchange(a, alice, b, bob, rounds=3, fault=black_hole)
+    await proxy.close()
+
+
+async def test_server_killed_and_restarted(
+    make_server: Callable[..., ServerProcess], make_app: Callable[..., App]
+) -> None:
+    server = make_server()
+    proxy = await Proxy(server.port).start()
+    alice, a, bob, b = await pair(server, make_app, proxy)
+
+    async def crash(round_: int) -> None:
+        if round_ in (1, 2):
+            await asyncio.to_thread(server.crash_and_restart)
+            proxy.target_port = server.port
+            proxy.drop_all()
+
+    await exchange(a, alice, b, bob, rounds=4, fault=crash)
+    await proxy.close()
+
+
+async def test_logout_does_not_reconnect(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    proxy = await Proxy(server.port).start()
+    user = await server.add_user("leaver")
+    app = make_app(proxy.url, server.token(user))
+    await app.client.start()
+    proxy.new_connection.clear()
+    await app.client.logout()
+    assert app.client.state is State.CLOSED
+    with pytest.raises(TimeoutError):  # ten times the first backoff delay, and nothing
+        await asyncio.wait_for(proxy.new_connection.wait(), 0.5)
+    await proxy.close()
+
+
+async def test_a_restarted_application_loses_nothing(
+    server: ServerProcess, make_app: Callable[..., App], tmp_path: Path
+) -> None:
+    """Cursors and the unanswered outbox survive in the state file."""
+    proxy = await Proxy(server.port).start()
+    alice, bob = await server.add_user("alice"), await server.add_user("bob")
+    state = str(tmp_path / "alice.json")
+    b = make_app(f"tcp://127.0.0.1:{server.port}", server.token(bob))
+    await b.client.start()
+    a = make_app(proxy.url, server.token(alice), state_file=state)
+    await a.client.start()
+    for i in range(5):
+        await b.client.send_chat(to_user=alice, body=f"before {i}")
+    await a.until(lambda: len(a.messages) == 5)
+
+    await proxy.stop_listening()  # alice's link goes down and cannot come back
+    proxy.drop_all()
+    await a.until(lambda: a.client.state is State.RECONNECTING)
+    pending = asyncio.create_task(a.client.send_chat(to_user=bob, body="while away"))
+    await asyncio.sleep(0)
+    await a.client.close()  # the application stops with that send unanswered
+    with pytest.raises(ClientClosed):
+        await pending
+    for i in range(3):
+        await b.client.send_chat(to_user=alice, body=f"after {i}")
+
+    await proxy.listen_again()
+    again = make_app(proxy.url, server.token(alice), state_file=state)
+    await again.client.start()
+    await again.until(lambda: len(again.messages) == 3)
+    assert [m.body for m in again.messages] == [f"after {i}" for i in range(3)]
+    await again.until(lambda: any(isinstance(e, Sent) for e in again.events))
+    await b.until(lambda: [m.body for m in b.messages] == ["while away"])
+    await proxy.close()
