@@ -194,11 +194,33 @@ class ServerProcess:
         self.port = int(line.rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def crash_and_restart(self) -> None:
-        """SIGKILL the server, then start it again on the same database (on a new port)."""
+    def crash(self) -> None:
+        """SIGKILL the server: no goodbye to anyone."""
         self.proc.kill()
         self.proc.wait()
+
+    def crash_and_restart(self, same_port: bool = False) -> None:
+        """SIGKILL the server, then start it again on the same database (on a new port, or
+        on the same one)."""
+        self.crash()
+        self.restart(same_port)
+
+    def restart(self, same_port: bool = False) -> None:
+        if same_port:
+            self.env["IMHUB_PORT"] = str(self.port)
         self._spawn()
+
+    def add_user_blocking(self, name: str) -> int:
+        """``add_user`` for tests that drive blocking tools (pexpect)."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url + "/api/v1/users",
+            data=json.dumps({"username": name}).encode(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
+            return int(json.loads(resp.read())["userId"])
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -123,3 +123,41 @@ def token(config: Config, user_id: int, ttl: int) -> None:
     from imhub.service.auth import TokenAuthority
 
     click.echo(TokenAuthority(config.token_secret).mint(user_id, ttl))
+
+
+@main.command()
+@click.option(
+    "--server",
+    default="tcp://127.0.0.1:9000",
+    show_default=True,
+    help="tcp://HOST:PORT, or ws://HOST:PORT/ws.",
+)
+@click.option("--token", envvar="IMHUB_TOKEN", help="A login token.")
+@click.option(
+    "--user",
+    "user_id",
+    type=int,
+    help="Log in as this user with a token minted from the "
+    "local server's secret (run beside the server).",
+)
+@click.option(
+    "--data-dir",
+    envvar="IMHUB_DATA_DIR",
+    default="data",
+    show_default=True,
+    help="The local server's data folder (for --user).",
+)
+@click.option("--token-secret", envvar="IMHUB_TOKEN_SECRET", default="", help="For --user.")
+def chat(
+    server: str, token: str | None, user_id: int | None, data_dir: str, token_secret: str
+) -> None:
+    """An interactive terminal chat."""
+    from imhub.chat import main as run_chat
+    from imhub.service.auth import TokenAuthority
+
+    if token is None:
+        if user_id is None:
+            raise click.UsageError("give --token, or --user with the local server's secret")
+        config = with_secrets(Config(data_dir=Path(data_dir), token_secret=token_secret))
+        token = TokenAuthority(config.token_secret).mint(user_id)
+    run_chat(server, token)

@@ -1,0 +1,43 @@
+"""The client's ordering and backoff, without a network."""
+
+from __future__ import annotations
+
+import random
+
+from imhub.client.backoff import backoff
+from imhub.client.ordering import Ordering
+
+
+def test_in_order_duplicates_and_gaps() -> None:
+    o: Ordering[str] = Ordering()
+    assert o.accept(1, 5, "m5") == ["m5"]  # first sight starts the cursor there
+    assert o.accept(1, 5, "m5 again") == []  # a duplicate
+    assert o.accept(1, 7, "m7") == []  # waits behind the missing 6
+    assert o.gaps() == [1]
+    assert o.accept(1, 8, "m8") == []
+    assert o.accept(1, 6, "m6") == ["m6", "m7", "m8"]
+    assert o.gaps() == [] and o.cursors[1] == 8
+
+
+def test_own_messages_advance_silently() -> None:
+    o: Ordering[str] = Ordering()
+    o.know([(2, 3)])
+    assert o.accept(2, 5, "m5") == []
+    assert o.accept(2, 4, None) == ["m5"]  # 4 was ours: not handed over, but fills the gap
+    assert o.cursors[2] == 5
+
+
+def test_conversations_are_independent() -> None:
+    o: Ordering[str] = Ordering()
+    o.know([(1, 0), (-9, 10)])
+    assert o.accept(-9, 12, "g12") == []
+    assert o.accept(1, 1, "c1") == ["c1"]
+    assert o.gaps() == [-9]
+
+
+def test_backoff_grows_to_the_cap_with_jitter() -> None:
+    delays = backoff(base=1.0, cap=8.0, rng=random.Random(7))
+    got = [next(delays) for _ in range(8)]
+    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
+    assert all(c / 2 <= d <= c for d, c in zip(got, ceilings, strict=True))
+    assert len(set(got)) == len(got)  # jittered: no two equal
