@@ -9,7 +9,7 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +110,20 @@ def stop_server(proc: subprocess.Popen[str]) -> float:
     proc.terminate()
     proc.wait(10)
     return round(sum(os.times()[2:4]) - before, 2)
+
+
+def run_on_fresh_server(run: Callable[[int], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+    """Start a fresh server, pin this process to the other core, run ``run(port)`` under
+    uvloop and print its result as one JSON line, with the server's CPU seconds."""
+    import tempfile
+
+    import uvloop
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_server(Path(tmp))
+        try:
+            pin_self()
+            result = uvloop.run(run(port))
+        finally:
+            server_cpu = stop_server(proc)
+        print(json.dumps({**result, "server_cpu_s": server_cpu}))

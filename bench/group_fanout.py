@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import uvloop
-
-from bench.common import SECRET, Conn, add_users, pin_self, post, start_server, stop_server
+from bench.common import SECRET, Conn, add_users, post, run_on_fresh_server
 from imhub.service.auth import TokenAuthority
 
 
@@ -102,14 +97,7 @@ def main() -> None:
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=20)
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(Path(tmp))
-        try:
-            pin_self()
-            result = uvloop.run(run(args.members, args.rounds, port))
-        finally:
-            server_cpu = stop_server(proc)
-        print(json.dumps({**result, "server_cpu_s": server_cpu}))
+    run_on_fresh_server(lambda port: run(args.members, args.rounds, port))
 
 
 if __name__ == "__main__":

@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import tempfile
 import time
-from pathlib import Path
 
-import uvloop
-
-from bench.common import SECRET, Conn, add_users, frame, pin_self, start_server, stop_server
+from bench.common import SECRET, Conn, add_users, frame, run_on_fresh_server
 from imhub.service.auth import TokenAuthority
 
 
@@ -141,14 +136,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--seconds", type=float, default=5)
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(Path(tmp))
-        try:
-            pin_self()
-            result = uvloop.run(run(args.pairs, args.window, args.seconds, port))
-        finally:
-            server_cpu = stop_server(proc)
-        print(json.dumps({**result, "server_cpu_s": server_cpu}))
+    run_on_fresh_server(lambda port: run(args.pairs, args.window, args.seconds, port))
 
 
 if __name__ == "__main__":

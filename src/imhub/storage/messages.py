@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_, update
@@ -33,6 +34,7 @@ from imhub.storage.conversations import (
 )
 from imhub.storage.teams import Teams
 from imhub.storage.users import existing_users
+from imhub.storage.writer import each
 
 RECALL_MSG = 10  # msg_type of a recall event (the protocol's recall)
 
@@ -233,12 +235,7 @@ class Recall:
         self._seqs = sequences
 
     async def run(self, conn: AsyncConnection, items: Sequence[RecallIn]) -> list[Stored | ImError]:
-        results: list[Stored | ImError] = []
-        for item in items:
-            try:
-                results.append(await self._recall(conn, item))
-            except ImError as exc:
-                results.append(exc)
+        results = await each(items, partial(self._recall, conn))
         await self._seqs.save(conn)
         return results
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -17,6 +18,7 @@ from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.conversations import TEAM, MsgRow, Sequences, advance_reads
 from imhub.storage.models import chat_table, team_msg_table, team_table, users_table
 from imhub.storage.users import existing_users
+from imhub.storage.writer import each
 
 chat_t = chat_table
 team_t = team_table
@@ -127,12 +129,7 @@ class ApplyTeamOps:
     async def run(
         self, conn: AsyncConnection, items: Sequence[TeamOp]
     ) -> list[TeamChanged | ImError]:
-        results: list[TeamChanged | ImError] = []
-        for op in items:
-            try:
-                results.append(await self._apply(conn, op))
-            except ImError as exc:
-                results.append(exc)
+        results = await each(items, partial(self._apply, conn))
         await self._seqs.save(conn)
         return results
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Generic, Protocol, TypeVar
@@ -36,6 +36,17 @@ class WriteKind(Protocol[T_contra, R_co]):
     async def run(
         self, conn: AsyncConnection, items: Sequence[T_contra]
     ) -> Sequence[R_co | ImError]: ...
+
+
+async def each(items: Sequence[T], apply: Callable[[T], Awaitable[R]]) -> list[R | ImError]:
+    """For kinds whose items are applied one at a time: a refusal is that item's result."""
+    results: list[R | ImError] = []
+    for item in items:
+        try:
+            results.append(await apply(item))
+        except ImError as exc:
+            results.append(exc)
+    return results
 
 
 @dataclass(slots=True)
