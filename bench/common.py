@@ -67,8 +67,17 @@ def start_server(data: Path, **env: str) -> tuple[subprocess.Popen[str], int]:
         [sys.executable, "-m", "imhub", "migrate"], env=full, check=True, capture_output=True
     )
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    # BENCH_PROFILE=FILE runs the server under cProfile and writes its profile there on exit.
+    profile = (
+        ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+        if "BENCH_PROFILE" in os.environ
+        else []
+    )
     proc = subprocess.Popen(
-        [*pin, sys.executable, "-m", "imhub", "serve"], env=full, stdout=subprocess.PIPE, text=True
+        [*pin, sys.executable, *profile, "-m", "imhub", "serve"],
+        env=full,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline().rsplit(":", 1)[1])

@@ -191,10 +191,17 @@ class StoreMessages:
 async def _insert(
     conn: AsyncConnection, table: Any, id_col: Any, rows: list[dict[str, Any]]
 ) -> list[int]:
+    """Insert rows with one multi-row statement; their ids, in the order of ``rows``.
+
+    The ids are matched by (conversation, seq), which is unique: asking the database to return
+    them in parameter order makes SQLAlchemy fall back to one statement per row on SQLite."""
     if not rows:
         return []
-    result = await conn.execute(insert(table).returning(id_col, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
+    conv_col = table.c.team_id if "team_id" in rows[0] else table.c.chat_id
+    result = await conn.execute(insert(table).returning(id_col, conv_col, table.c.seq), rows)
+    ids = {(conv, seq): msg_id for msg_id, conv, seq in result}
+    key = conv_col.name
+    return [ids[(row[key], row["seq"])] for row in rows]
 
 
 async def _earlier(
