@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -24,15 +25,21 @@ def frame(obj: dict[str, Any]) -> bytes:
 
 
 class Conn(asyncio.Protocol):
-    """A lean load-generator connection: frames in, a callback per decoded message."""
+    """A lean load-generator connection over TCP frames: a callback per decoded message.
+
+    Writes made in one loop tick go out together (``write`` queues, ``flush`` runs once per
+    tick), so the load generator is not the bottleneck."""
 
     def __init__(self, on_msg: Callable[[dict[str, Any]], None]) -> None:
         self.buf = bytearray()
         self.on_msg = on_msg
         self.transport: asyncio.Transport | None = None
+        self.ready = asyncio.get_running_loop().create_future()
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.ready.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -47,13 +54,95 @@ class Conn(asyncio.Protocol):
         del buf[:pos]
 
     def write(self, obj: dict[str, Any]) -> None:
-        assert self.transport is not None
-        self.transport.write(frame(obj))
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._out.append(self.encode(obj))
+
+    def flush(self) -> None:
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(self._out)
+        self._out.clear()
+
+    @staticmethod
+    def encode(obj: dict[str, Any]) -> bytes:
+        return frame(obj)
 
 
-def start_server(data: Path, **env: str) -> tuple[subprocess.Popen[str], int]:
-    """A migrated server on a fresh SQLite database, pinned to CPU 0 when possible; the caller
-    should pin itself to CPU 1 (``pin_self``)."""
+class WsConn(Conn):
+    """The same over WebSocket: a minimal client handshake, frames masked with a zero key
+    (valid, and free to apply), unmasked server frames parsed by hand."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._upgraded = False
+        transport.write(  # type: ignore[attr-defined]
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            assert buf.startswith(b"HTTP/1.1 101"), bytes(buf[:80])
+            del buf[: end + 4]
+            self._upgraded = True
+            self.ready.set_result(None)
+        pos = 0
+        while len(buf) - pos >= 2:
+            n = buf[pos + 1] & 0x7F
+            start = pos + 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    break
+                n, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    break
+                n, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
+            if len(buf) - start < n:
+                break
+            if buf[pos] & 0x0F in (1, 2):
+                self.on_msg(json.loads(bytes(buf[start : start + n])))
+            pos = start + n
+        del buf[:pos]
+
+    @staticmethod
+    def encode(obj: dict[str, Any]) -> bytes:
+        data = json.dumps(obj, separators=(",", ":")).encode()
+        n = len(data)
+        if n < 126:
+            head = bytes((0x81, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+        return head + b"\0\0\0\0" + data
+
+
+async def connect(
+    transport: str,
+    port: int,
+    on_msg: Callable[[dict[str, Any]], None],
+    local_host: str | None = None,
+) -> Conn:
+    """A ready connection (``tcp`` or ``ws``), optionally from another loopback address."""
+    kind = WsConn if transport == "ws" else Conn
+    local = (local_host, 0) if local_host else None
+    _, conn = await asyncio.get_running_loop().create_connection(
+        lambda: kind(on_msg), "127.0.0.1", port, local_addr=local
+    )
+    await conn.ready
+    return conn
+
+
+def start_server(data: Path, users: int = 0, **env: str) -> tuple[subprocess.Popen[str], int]:
+    """A migrated server on a fresh SQLite database with ``users`` users (ids 1 to N), pinned
+    to CPU 0 when possible; the caller should pin itself to CPU 1 (``pin_self``)."""
     full = {
         **os.environ,
         "IMHUB_DATA_DIR": str(data),
@@ -66,6 +155,12 @@ def start_server(data: Path, **env: str) -> tuple[subprocess.Popen[str], int]:
     subprocess.run(
         [sys.executable, "-m", "imhub", "migrate"], env=full, check=True, capture_output=True
     )
+    if users:
+        with sqlite3.connect(data / "imhub.db") as db:
+            db.executemany(
+                "insert into users (username, mobile, head_img) values (?, '', '')",
+                [(f"u{i}",) for i in range(1, users + 1)],
+            )
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     # BENCH_PROFILE=FILE runs the server under cProfile and writes its profile there on exit.
     profile = (
@@ -121,18 +216,31 @@ def stop_server(proc: subprocess.Popen[str]) -> float:
     return round(sum(os.times()[2:4]) - before, 2)
 
 
-def run_on_fresh_server(run: Callable[[int], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+def run_on_fresh_server(
+    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]], users: int = 0
+) -> dict[str, Any]:
     """Start a fresh server, pin this process to the other core, run ``run(port)`` under
-    uvloop and print its result as one JSON line, with the server's CPU seconds."""
+    uvloop; returns its result with the server's and this process's CPU seconds."""
     import tempfile
+    import time
 
     import uvloop
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(Path(tmp))
+        proc, port = start_server(Path(tmp), users)
         try:
             pin_self()
-            result = uvloop.run(run(port))
+            cpu = time.process_time()
+            result = uvloop.run(run(port, proc.pid))
+            loadgen_cpu = round(time.process_time() - cpu, 2)
         finally:
             server_cpu = stop_server(proc)
-        print(json.dumps({**result, "server_cpu_s": server_cpu}))
+    return {**result, "server_cpu_s": server_cpu, "loadgen_cpu_s": loadgen_cpu}
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
