@@ -33,7 +33,7 @@ from imhub.storage.conversations import (
     to_row,
 )
 from imhub.storage.teams import Teams
-from imhub.storage.users import existing_users
+from imhub.storage.users import KnownUsers
 from imhub.storage.writer import each
 
 RECALL_MSG = 10  # msg_type of a recall event (the protocol's recall)
@@ -72,7 +72,9 @@ class StoreMessages:
         teams: Teams,
         sequences: Sequences,
         in_chat: Callable[[int, int], bool],
+        users: KnownUsers | None = None,
     ) -> None:
+        self._users = users or KnownUsers()
         self._pairs = pairs
         self._teams = teams
         self._seqs = sequences
@@ -81,7 +83,9 @@ class StoreMessages:
     async def run(self, conn: AsyncConnection, items: Sequence[MsgIn]) -> list[Stored | ImError]:
         results: list[Stored | ImError | None] = [None] * len(items)
         earlier = await _earlier(conn, items)
-        recipients = await existing_users(conn, {m.to_user_id for m in items if not m.team_id})
+        recipients = await self._users.existing(
+            conn, {m.to_user_id for m in items if not m.team_id}
+        )
         first_of: dict[tuple[bool, int, str], int] = {}
         fresh: list[int] = []
         audience: dict[int, frozenset[int]] = {}

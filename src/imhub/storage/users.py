@@ -47,6 +47,8 @@ async def get_user(engine: AsyncEngine, user_id: int) -> UserRow | None:
 
 async def existing_users(conn: AsyncConnection, user_ids: set[int]) -> set[int]:
     """The ids among ``user_ids`` that belong to users who exist and are not deleted."""
+    if not user_ids:
+        return set()
     found = await conn.execute(
         select(user_t.c.user_id).where(
             user_t.c.user_id.in_(user_ids),
@@ -54,3 +56,22 @@ async def existing_users(conn: AsyncConnection, user_ids: set[int]) -> set[int]:
         )
     )
     return set(found.scalars())
+
+
+class KnownUsers:
+    """Users known to exist, so that the send path asks the database only about new ones.
+
+    Users are created while the server runs but not deleted (``delete_flag`` is for offline
+    maintenance; restart the server after setting it), so a positive answer can be kept."""
+
+    def __init__(self, cache_max: int = 1_000_000) -> None:
+        self._ids: set[int] = set()
+        self._cache_max = cache_max
+
+    async def existing(self, conn: AsyncConnection, user_ids: set[int]) -> set[int]:
+        unknown = user_ids - self._ids
+        found = await existing_users(conn, unknown)
+        if len(self._ids) + len(found) > self._cache_max:
+            self._ids.clear()
+        self._ids |= found
+        return (user_ids - unknown) | found
