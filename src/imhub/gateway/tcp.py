@@ -8,7 +8,6 @@ reading cannot make the server buffer without bound.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +29,7 @@ class TcpConnection(asyncio.Protocol):
         "_gateway",
         "_inbox",
         "_loop",
+        "_next",
         "_transport",
         "_write_paused",
         "session",
@@ -38,7 +38,8 @@ class TcpConnection(asyncio.Protocol):
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._decoder = FrameDecoder(gateway.config.max_frame)
-        self._inbox: deque[bytes] = deque()
+        self._inbox: list[bytes] = []  # decoded frames not yet handled, from _next on
+        self._next = 0
         self._busy = False
         self._write_paused = False
         self._loop = asyncio.get_running_loop()
@@ -52,9 +53,10 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.session.last_seen = self._loop.time()
         try:
-            self._inbox.extend(self._decoder.feed(data))
+            self._inbox += self._decoder.feed(data)
         except ImError as exc:  # a broken frame: the stream cannot be trusted any more
             self._inbox.clear()
+            self._next = 0
             Dispatcher.refuse(self.session, exc)
             return
         if not self._busy:
@@ -63,8 +65,10 @@ class TcpConnection(asyncio.Protocol):
     def _process(self) -> None:
         dispatcher = self._gateway.dispatcher
         session = self.session
-        while self._inbox and not session.closed:
-            payload = self._inbox.popleft()
+        inbox = self._inbox
+        while self._next < len(inbox) and not session.closed:
+            payload = inbox[self._next]
+            self._next += 1
             try:
                 msg = codec.decode(payload)
             except ImError as exc:
@@ -76,6 +80,8 @@ class TcpConnection(asyncio.Protocol):
                 self._transport.pause_reading()
                 self._gateway.spawn(self._finish(pending))
                 return
+        inbox.clear()
+        self._next = 0
 
     async def _finish(self, pending: Awaitable[None]) -> None:
         await pending

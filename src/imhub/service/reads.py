@@ -78,7 +78,7 @@ class ReadService:
         """Handle msgType 5: show this conversation here and read everything in it."""
         assert session.user_id is not None
         conv = await self._membership.conv_of(session.user_id, msg)
-        session.entered.add(conv)
+        session.enter(conv)
         seq = await self._read(session, conv, None)
         session.reply(
             addressed(ImMsg(msg_type=MsgType.CHAT_ENTER, code=ErrorCode.OK, seq=seq), conv)
@@ -89,7 +89,7 @@ class ReadService:
         conv = msg.chat_id or (-msg.team_id if msg.team_id else 0)
         if not conv:
             raise ImError(ErrorCode.BAD_REQUEST, "chatId or teamId is required")
-        session.entered.discard(conv)
+        session.quit(conv)
         session.reply(addressed(ImMsg(msg_type=MsgType.CHAT_QUIT, code=ErrorCode.OK), conv))
 
     async def read(self, session: Session, msg: ImMsg) -> None:

@@ -13,6 +13,7 @@ from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
 
+NOTHING_ENTERED: frozenset[int] = frozenset()
 MAX_HELD = 10_000  # live messages held for one connection while storage is read for it
 
 
@@ -44,7 +45,9 @@ class Session:
         self.outlet = outlet
         self.user_id: int | None = None
         self.client_type = 0
-        self.entered: set[int] = set()  # conversations this connection shows (chat_enter)
+        # Conversations this connection shows (chat_enter); most never enter one, so they
+        # share one empty set instead of holding their own.
+        self.entered: frozenset[int] | set[int] = NOTHING_ENTERED
         self.opened = now
         self.last_seen = now
         self.closed = False
@@ -56,6 +59,15 @@ class Session:
         self.held: list[tuple[int, int, bytes]] | None = None
         # The msgIdClient of the request being handled, echoed on its answer and errors.
         self.request_id: str | None = None
+
+    def enter(self, conv: int) -> None:
+        if not isinstance(self.entered, set):
+            self.entered = set()
+        self.entered.add(conv)
+
+    def quit(self, conv: int) -> None:
+        if isinstance(self.entered, set):
+            self.entered.discard(conv)
 
     def deliver(self, conv: int, seq: int, payload: bytes) -> None:
         """Write a live message of a conversation, once, in sequence order."""
