@@ -465,7 +465,7 @@ class ImClient:
 
     def _refused(self, mid: str, msg: ImMsg) -> None:
         code = msg.code or 0
-        if code in (ErrorCode.INTERNAL, ErrorCode.SHUTTING_DOWN):
+        if ErrorCode.is_retryable(code):
             # Nothing was stored: the next connection resends it with the same id.
             self._outbox[mid].link = None
             return

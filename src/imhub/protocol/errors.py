@@ -26,6 +26,11 @@ class ErrorCode(IntEnum):
     def retryable(self) -> bool:
         return self in (ErrorCode.INTERNAL, ErrorCode.SHUTTING_DOWN, ErrorCode.SLOW_CONSUMER)
 
+    @classmethod
+    def is_retryable(cls, code: int) -> bool:
+        """For a code received on the wire, which may be one this version does not know."""
+        return code in cls._value2member_map_ and cls(code).retryable
+
 
 class ImError(Exception):
     """A refusal that becomes an error frame (or an HTTP 4xx/5xx) with a code and a reason."""

@@ -166,7 +166,3 @@ class SessionRegistry:
 
     def in_chat(self, user_id: int, conv: int) -> bool:
         return any(conv in s.entered for s in self._by_user.get(user_id, ()))
-
-    @property
-    def user_count(self) -> int:
-        return len(self._by_user)
