@@ -10,7 +10,7 @@ the batched writer; each member's read position is the highest sequence they hav
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imhub.storage.bulk import execute_many, insert_returning
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
 
 chat_t = chat_table
@@ -98,6 +99,62 @@ def message_columns(team: bool) -> list[Any]:
             )
         ),
     ]
+
+
+# Columns written for a new row, in the order of ``_values``; every NOT NULL column is given.
+_COMMON = (
+    "seq",
+    "msg_type",
+    "ref_seq",
+    "from_user_id",
+    "client_type",
+    "body_type",
+    "body",
+    "voice_time",
+    "msg_id_client",
+    "send_time",
+    "cancel_flag",
+    "read_flag",
+    "version",
+    "delete_flag",
+)
+_PERSON_COLUMNS = ("chat_id", "to_user_id", *_COMMON)
+_TEAM_COLUMNS = ("team_id", *_COMMON, "read_num")
+
+
+def _values(row: MsgRow) -> tuple[Any, ...]:
+    common = (
+        row.seq, row.msg_type, row.ref_seq, row.from_user_id, row.client_type, row.body_type,
+        row.body, row.voice_time, row.msg_id_client, row.send_time, row.recalled, False, 0,
+        False,
+    )  # fmt: skip
+    if row.team_id:
+        return (row.team_id, *common, 0)
+    return (row.chat_id, row.to_user_id, *common)
+
+
+async def insert_rows(conn: AsyncConnection, rows: list[MsgRow]) -> list[MsgRow]:
+    """Store new rows with one multi-row statement per table; the rows with their ids.
+
+    Ids are matched by (conversation, seq), which is unique, so the database may return them
+    in any order (asking for parameter order makes SQLAlchemy send one statement per row on
+    SQLite)."""
+    ids: dict[tuple[int, int], int] = {}
+    for team in (False, True):
+        part = [_values(r) for r in rows if bool(r.team_id) == team]
+        if not part:
+            continue
+        table = team_msg_t if team else person_t
+        returned = await insert_returning(
+            conn,
+            table,
+            _TEAM_COLUMNS if team else _PERSON_COLUMNS,
+            part,
+            ("team_msg_id" if team else "person_msg_id", "team_id" if team else "chat_id", "seq"),
+        )
+        for msg_id, conv_id, seq in returned:
+            ids[(-conv_id if team else conv_id, seq)] = msg_id
+    return [replace(r, msg_id_server=ids[(r.conv, r.seq)]) for r in rows]
 
 
 def msg_table(conv: int) -> Table:
@@ -184,20 +241,8 @@ class Sequences:
             return
         chats = [{"c": c, "s": self._last[c]} for c in self._dirty if c > 0]
         teams = [{"c": -c, "s": self._last[c]} for c in self._dirty if c < 0]
-        if chats:
-            await conn.execute(
-                update(chat_t)
-                .where(chat_t.c.chat_id == bindparam("c"))
-                .values(last_seq=bindparam("s")),
-                chats,
-            )
-        if teams:
-            await conn.execute(
-                update(team_t)
-                .where(team_t.c.team_id == bindparam("c"))
-                .values(last_seq=bindparam("s")),
-                teams,
-            )
+        await execute_many(conn, _SAVE_CHAT, chats)
+        await execute_many(conn, _SAVE_TEAM, teams)
         self._dirty.clear()
 
     def rolled_back(self) -> None:
@@ -215,35 +260,43 @@ async def advance_reads(conn: AsyncConnection, moves: Iterable[tuple[int, int, i
     for user_id, conv, upto in moves:
         if upto > best.get((user_id, conv), 0):
             best[(user_id, conv)] = upto
-    pairs = [{"u": u, "c": c, "s": s} for (u, c), s in best.items() if c > 0]
-    teams = [{"u": u, "t": -c, "s": s} for (u, c), s in best.items() if c < 0]
-    user: BindParameter[int] = bindparam("u")
-    seq: BindParameter[int] = bindparam("s")
-    if pairs:
-        await conn.execute(
-            update(chat_t)
-            .where(chat_t.c.chat_id == bindparam("c"))
-            .values(
-                from_read_seq=case(
-                    ((chat_t.c.from_user_id == user) & (chat_t.c.from_read_seq < seq), seq),
-                    else_=chat_t.c.from_read_seq,
-                ),
-                to_read_seq=case(
-                    ((chat_t.c.to_user_id == user) & (chat_t.c.to_read_seq < seq), seq),
-                    else_=chat_t.c.to_read_seq,
-                ),
-            ),
-            pairs,
-        )
-    if teams:
-        await conn.execute(
-            update(chat_t)
-            .where(
-                chat_t.c.team_id == bindparam("t"),
-                chat_t.c.to_user_id == user,
-                chat_t.c.event_type == TEAM,
-                chat_t.c.to_read_seq < seq,
-            )
-            .values(to_read_seq=seq),
-            teams,
-        )
+    await execute_many(
+        conn, _READ_PAIR, [{"u": u, "c": c, "s": s} for (u, c), s in best.items() if c > 0]
+    )
+    await execute_many(
+        conn, _READ_MEMBER, [{"u": u, "t": -c, "s": s} for (u, c), s in best.items() if c < 0]
+    )
+
+
+_SAVE_CHAT = (
+    update(chat_t).where(chat_t.c.chat_id == bindparam("c")).values(last_seq=bindparam("s"))
+)
+_SAVE_TEAM = (
+    update(team_t).where(team_t.c.team_id == bindparam("c")).values(last_seq=bindparam("s"))
+)
+_user: BindParameter[int] = bindparam("u")
+_seq: BindParameter[int] = bindparam("s")
+_READ_PAIR = (
+    update(chat_t)
+    .where(chat_t.c.chat_id == bindparam("c"))
+    .values(
+        from_read_seq=case(
+            ((chat_t.c.from_user_id == _user) & (chat_t.c.from_read_seq < _seq), _seq),
+            else_=chat_t.c.from_read_seq,
+        ),
+        to_read_seq=case(
+            ((chat_t.c.to_user_id == _user) & (chat_t.c.to_read_seq < _seq), _seq),
+            else_=chat_t.c.to_read_seq,
+        ),
+    )
+)
+_READ_MEMBER = (
+    update(chat_t)
+    .where(
+        chat_t.c.team_id == bindparam("t"),
+        chat_t.c.to_user_id == _user,
+        chat_t.c.event_type == TEAM,
+        chat_t.c.to_read_seq < _seq,
+    )
+    .values(to_read_seq=_seq)
+)

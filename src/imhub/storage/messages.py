@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ErrorCode, ImError
@@ -25,6 +24,7 @@ from imhub.storage.conversations import (
     advance_reads,
     conv_ids,
     in_conv,
+    insert_rows,
     message_columns,
     msg_table,
     person_t,
@@ -123,9 +123,8 @@ class StoreMessages:
                 if not items[i].team_id
             },
         )
-        person_rows: list[dict[str, Any]] = []
-        team_rows: list[dict[str, Any]] = []
-        placed: list[tuple[int, int, tuple[int, ...]]] = []  # (chat id, seq, readers)
+        rows: list[MsgRow] = []
+        readers_of: list[tuple[int, ...]] = []
         moves: list[tuple[int, int, int]] = []
         for i in fresh:
             m = items[i]
@@ -136,53 +135,31 @@ class StoreMessages:
             )
             moves.append((m.from_user_id, conv, seq))
             moves.extend((u, conv, seq) for u in readers)
-            values = {
-                "seq": seq,
-                "msg_type": CHAT_MSG,
-                "from_user_id": m.from_user_id,
-                "client_type": m.client_type,
-                "body_type": m.body_type,
-                "body": m.body,
-                "voice_time": m.voice_time,
-                "msg_id_client": m.msg_id_client,
-                "send_time": m.send_time,
-            }
-            if m.team_id:
-                team_rows.append({**values, "team_id": m.team_id})
-            else:
-                person_rows.append(
-                    {
-                        **values,
-                        "chat_id": conv,
-                        "to_user_id": m.to_user_id,
-                        "read_flag": bool(readers),
-                    }
+            chat_id, team_id = conv_ids(conv)
+            rows.append(
+                MsgRow(
+                    chat_id=chat_id,
+                    team_id=team_id,
+                    seq=seq,
+                    msg_id_server=0,
+                    msg_type=CHAT_MSG,
+                    ref_seq=0,
+                    from_user_id=m.from_user_id,
+                    to_user_id=m.to_user_id,
+                    client_type=m.client_type,
+                    body_type=m.body_type,
+                    body=m.body,
+                    voice_time=m.voice_time,
+                    msg_id_client=m.msg_id_client,
+                    send_time=m.send_time,
+                    recalled=False,
                 )
-            placed.append((conv, seq, readers))
-        person_ids = iter(await _insert(conn, person_t, person_t.c.person_msg_id, person_rows))
-        team_ids = iter(await _insert(conn, team_msg_t, team_msg_t.c.team_msg_id, team_rows))
+            )
+            readers_of.append(readers)
+        stored = await insert_rows(conn, rows)
         await self._seqs.save(conn)
         await advance_reads(conn, moves)
-        for i, (conv, seq, readers) in zip(fresh, placed, strict=True):
-            m = items[i]
-            chat_id, team_id = conv_ids(conv)
-            row = MsgRow(
-                chat_id,
-                team_id,
-                seq,
-                next(team_ids if team_id else person_ids),
-                CHAT_MSG,
-                0,
-                m.from_user_id,
-                m.to_user_id,
-                m.client_type,
-                m.body_type,
-                m.body,
-                m.voice_time,
-                m.msg_id_client,
-                m.send_time,
-                False,
-            )
+        for i, row, readers in zip(fresh, stored, readers_of, strict=True):
             results[i] = Stored(row, False, audience[i], readers)
         for i, m in enumerate(items):
             if results[i] is None:
@@ -190,22 +167,6 @@ class StoreMessages:
                 assert isinstance(first, Stored)
                 results[i] = Stored(first.row, True)
         return [r for r in results if r is not None]
-
-
-async def _insert(
-    conn: AsyncConnection, table: Any, id_col: Any, rows: list[dict[str, Any]]
-) -> list[int]:
-    """Insert rows with one multi-row statement; their ids, in the order of ``rows``.
-
-    The ids are matched by (conversation, seq), which is unique: asking the database to return
-    them in parameter order makes SQLAlchemy fall back to one statement per row on SQLite."""
-    if not rows:
-        return []
-    conv_col = table.c.team_id if "team_id" in rows[0] else table.c.chat_id
-    result = await conn.execute(insert(table).returning(id_col, conv_col, table.c.seq), rows)
-    ids = {(conv, seq): msg_id for msg_id, conv, seq in result}
-    key = conv_col.name
-    return [ids[(row[key], row["seq"])] for row in rows]
 
 
 async def _earlier(
@@ -286,41 +247,29 @@ class Recall:
         )
         seq = await self._seqs.next(conn, item.conv)
         chat_id, team_id = conv_ids(item.conv)
-        values: dict[str, Any] = {
-            "seq": seq,
-            "msg_type": RECALL_MSG,
-            "ref_seq": item.seq,
-            "from_user_id": item.user_id,
-            "client_type": item.client_type,
-            "body_type": original.body_type,
-            "body": "",
-            "msg_id_client": mid,
-            "send_time": item.now,
-        }
-        if team_id:
-            values["team_id"] = team_id
-        else:
-            values.update(chat_id=chat_id, to_user_id=original.to_user_id)
-        id_col = team_msg_t.c.team_msg_id if team_id else person_t.c.person_msg_id
-        (msg_id,) = await _insert(conn, table, id_col, [values])
-        await advance_reads(conn, [(item.user_id, item.conv, seq)])
-        event = MsgRow(
-            chat_id,
-            team_id,
-            seq,
-            msg_id,
-            RECALL_MSG,
-            item.seq,
-            item.user_id,
-            original.to_user_id,
-            item.client_type,
-            original.body_type,
-            "",
-            0,
-            mid,
-            item.now,
-            False,
+        (event,) = await insert_rows(
+            conn,
+            [
+                MsgRow(
+                    chat_id=chat_id,
+                    team_id=team_id,
+                    seq=seq,
+                    msg_id_server=0,
+                    msg_type=RECALL_MSG,
+                    ref_seq=item.seq,
+                    from_user_id=item.user_id,
+                    to_user_id=original.to_user_id,
+                    client_type=item.client_type,
+                    body_type=original.body_type,
+                    body="",
+                    voice_time=0,
+                    msg_id_client=mid,
+                    send_time=item.now,
+                    recalled=False,
+                )
+            ],
         )
+        await advance_reads(conn, [(item.user_id, item.conv, seq)])
         return Stored(event, False, audience)
 
     async def _audience(self, conn: AsyncConnection, row: MsgRow) -> frozenset[int]:

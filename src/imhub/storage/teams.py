@@ -15,14 +15,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.storage.conversations import TEAM, MsgRow, Sequences, advance_reads
-from imhub.storage.models import chat_table, team_msg_table, team_table, users_table
+from imhub.storage.conversations import TEAM, MsgRow, Sequences, advance_reads, insert_rows
+from imhub.storage.models import chat_table, team_table, users_table
 from imhub.storage.users import existing_users
 from imhub.storage.writer import each
 
 chat_t = chat_table
 team_t = team_table
-team_msg_t = team_msg_table
 user_t = users_table
 
 MAX_MEMBERS = 20_000
@@ -227,43 +226,31 @@ class ApplyTeamOps:
         conv = -after.team_id
         seq = await self._seqs.next(conn, conv)
         mid = f"team-{op.op}-{after.team_id}-{seq}"
-        msg_id = (
-            await conn.execute(
-                insert(team_msg_t)
-                .values(
+        (event,) = await insert_rows(
+            conn,
+            [
+                MsgRow(
+                    chat_id=0,
                     team_id=after.team_id,
                     seq=seq,
-                    from_user_id=op.actor,
-                    client_type=op.client_type,
+                    msg_id_server=0,
                     msg_type=op.op,
+                    ref_seq=0,
+                    from_user_id=op.actor,
+                    to_user_id=0,
+                    client_type=op.client_type,
                     body_type=BODY_TIPS,
                     body=text,
+                    voice_time=0,
                     msg_id_client=mid,
                     send_time=op.send_time,
+                    recalled=False,
                 )
-                .returning(team_msg_t.c.team_msg_id)
-            )
-        ).scalar_one()
+            ],
+        )
         if after.members:
             self._teams.put(after)
             await advance_reads(conn, [(op.actor, conv, seq)])
-        event = MsgRow(
-            0,
-            after.team_id,
-            seq,
-            msg_id,
-            op.op,
-            0,
-            op.actor,
-            0,
-            op.client_type,
-            BODY_TIPS,
-            text,
-            0,
-            mid,
-            op.send_time,
-            False,
-        )
         return TeamChanged(after, event, before.members | after.members, affected)
 
 

@@ -1,0 +1,83 @@
+"""Bulk statements for the hot write path: compiled once, sent as driver SQL with tuples.
+
+SQLAlchemy's per-row parameter processing costs more than SQLite's own work for the simple
+integers and strings of a message batch. These helpers compile a Core statement once per
+dialect and hand the driver plain tuples: one ``executemany`` for updates, one multi-row
+``INSERT … RETURNING`` for inserts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ClauseElement
+
+_compiled: dict[tuple[int, str], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+
+
+def _compile(stmt: ClauseElement, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """SQL text with positional placeholders, the parameter names in their order, and the
+    values of the statement's own constants."""
+    key = (id(stmt), dialect.name)
+    found = _compiled.get(key)
+    if found is None:
+        compiled = stmt.compile(dialect=dialect)
+        order = tuple(getattr(compiled, "positiontup", None) or ())
+        found = _compiled[key] = (compiled.string, order, dict(compiled.params))
+    return found
+
+
+async def execute_many(
+    conn: AsyncConnection, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``stmt`` (with named bind parameters) once per row, in one driver call."""
+    if not rows:
+        return
+    sql, order, constants = _compile(stmt, conn.dialect)
+    await conn.exec_driver_sql(
+        sql, [tuple(row[k] if k in row else constants[k] for k in order) for row in rows]
+    )
+
+
+async def insert_returning(
+    conn: AsyncConnection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    returning: Sequence[str],
+    chunk: int = 500,
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (tuples in ``columns`` order; give every NOT NULL column) with
+    multi-row statements; the ``returning`` columns of every row, in no particular order."""
+    if not rows:
+        return []
+    quote = conn.dialect.identifier_preparer.quote
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
+    tail = f" RETURNING {', '.join(quote(c) for c in returning)}"
+    n = len(columns)
+    out: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        groups = ", ".join(_group(conn.dialect.paramstyle, i * n, n) for i in range(len(part)))
+        params = tuple(v for row in part for v in row)
+        result = await conn.exec_driver_sql(head + groups + tail, params)
+        out.extend(tuple(r) for r in result)
+    return out
+
+
+def _group(paramstyle: str, offset: int, n: int) -> str:
+    """One row's placeholders in the driver's style."""
+    if paramstyle == "qmark":
+        marks = ["?"] * n
+    elif paramstyle == "format":
+        marks = ["%s"] * n
+    elif paramstyle in ("numeric_dollar", "numeric"):
+        sign = "$" if paramstyle == "numeric_dollar" else ":"
+        marks = [f"{sign}{offset + j + 1}" for j in range(n)]
+    else:
+        raise NotImplementedError(f"paramstyle {paramstyle}")
+    return "(" + ", ".join(marks) + ")"
