@@ -8,27 +8,32 @@ dialect and hand the driver plain tuples: one ``executemany`` for updates, one m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 
-_compiled: dict[tuple[int, str], tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+# Compiled statements by (id of the object they came from, dialect). The object is kept in the
+# entry, so its id cannot be reused by another while the entry exists; callers pass objects
+# that live as long as the module (statements and column lists defined at module level).
+_compiled: dict[tuple[int, str], tuple[str, tuple[str, ...], dict[str, Any], object]] = {}
 
 
-def _compile(stmt: ClauseElement, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+def _compile(
+    source: object, build: Callable[[], ClauseElement], dialect: Dialect
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """SQL text with positional placeholders, the parameter names in their order, and the
     values of the statement's own constants."""
-    key = (id(stmt), dialect.name)
+    key = (id(source), dialect.name)
     found = _compiled.get(key)
     if found is None:
-        compiled = stmt.compile(dialect=dialect)
+        compiled = build().compile(dialect=dialect)
         order = tuple(getattr(compiled, "positiontup", None) or ())
-        found = _compiled[key] = (compiled.string, order, dict(compiled.params))
-    return found
+        found = _compiled[key] = (compiled.string, order, dict(compiled.params), source)
+    return found[0], found[1], found[2]
 
 
 async def execute_many(
@@ -37,7 +42,7 @@ async def execute_many(
     """``stmt`` (with named bind parameters) once per row, in one driver call."""
     if not rows:
         return
-    sql, order, constants = _compile(stmt, conn.dialect)
+    sql, order, constants = _compile(stmt, lambda: stmt, conn.dialect)
     await conn.exec_driver_sql(
         sql, [tuple(row[k] if k in row else constants[k] for k in order) for row in rows]
     )
@@ -81,3 +86,31 @@ def _group(paramstyle: str, offset: int, n: int) -> str:
     else:
         raise NotImplementedError(f"paramstyle {paramstyle}")
     return "(" + ", ".join(marks) + ")"
+
+
+async def select_where_pairs_in(
+    conn: AsyncConnection,
+    columns: Sequence[Any],
+    table: Table,
+    key_columns: tuple[str, str],
+    keys: Sequence[tuple[Any, Any]],
+    chunk: int = 500,
+) -> list[tuple[Any, ...]]:
+    """Rows whose two ``key_columns`` match one of ``keys``: ``(a, b) IN ((?, ?), …)``.
+
+    ``columns`` (a module-level list of one table's columns, labels allowed) is compiled once;
+    SQLAlchemy's expanding tuple-IN renders each key as a bound expression, which costs more
+    than the query."""
+    if not keys:
+        return []
+    quote = conn.dialect.identifier_preparer.quote
+    head, _, _ = _compile(columns, lambda: select(*columns).select_from(table), conn.dialect)
+    a, b = (quote(k) for k in key_columns)
+    out: list[tuple[Any, ...]] = []
+    for start in range(0, len(keys), chunk):
+        part = keys[start : start + chunk]
+        groups = ", ".join(_group(conn.dialect.paramstyle, 2 * i, 2) for i in range(len(part)))
+        sql = f"{head} WHERE ({a}, {b}) IN ({groups})"
+        result = await conn.exec_driver_sql(sql, tuple(v for key in part for v in key))
+        out.extend(tuple(r) for r in result)
+    return out

@@ -10,7 +10,7 @@ the batched writer; each member's read position is the highest sequence they hav
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -48,9 +48,11 @@ def conv_ids(conv: int) -> tuple[int, int]:
     return (0, -conv) if conv < 0 else (conv, 0)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class MsgRow:
-    """A stored message or event, as both kinds of conversation hold it."""
+    """A stored message or event, as both kinds of conversation hold it. Not to be changed
+    once stored (``insert_rows`` fills in ``msg_id_server``; copying a row per message costs
+    more than the rest of storing it)."""
 
     chat_id: int  # 0 in a group
     team_id: int  # 0 in a one-to-one chat
@@ -154,7 +156,13 @@ async def insert_rows(conn: AsyncConnection, rows: list[MsgRow]) -> list[MsgRow]
         )
         for msg_id, conv_id, seq in returned:
             ids[(-conv_id if team else conv_id, seq)] = msg_id
-    return [replace(r, msg_id_server=ids[(r.conv, r.seq)]) for r in rows]
+    for r in rows:
+        r.msg_id_server = ids[(r.conv, r.seq)]
+    return rows
+
+
+# The same lists as values, so that statements built from them compile once (bulk._compile).
+MESSAGE_COLUMNS = {False: message_columns(False), True: message_columns(True)}
 
 
 def msg_table(conv: int) -> Table:

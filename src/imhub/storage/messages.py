@@ -12,20 +12,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.bulk import select_where_pairs_in
 from imhub.storage.chats import Pairs, pair
 from imhub.storage.conversations import (
     CHAT_MSG,
+    MESSAGE_COLUMNS,
     MsgRow,
     Sequences,
     advance_reads,
     conv_ids,
     in_conv,
     insert_rows,
-    message_columns,
     msg_table,
     person_t,
     select_messages,
@@ -178,10 +179,12 @@ async def _earlier(
         keys = {(m.from_user_id, m.msg_id_client) for m in items if bool(m.team_id) == is_team}
         if not keys:
             continue
-        rows = await conn.execute(
-            select(*message_columns(is_team)).where(
-                tuple_(table.c.from_user_id, table.c.msg_id_client).in_(keys)
-            )
+        rows = await select_where_pairs_in(
+            conn,
+            MESSAGE_COLUMNS[is_team],
+            table,
+            ("from_user_id", "msg_id_client"),
+            sorted(keys),
         )
         for r in rows:
             row = to_row(r)
