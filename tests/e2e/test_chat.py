@@ -141,3 +141,18 @@ async def test_websocket_binary_messages_work_too(server: ServerProcess) -> None
     await a.ws.send(json.dumps(msg).encode())  # type: ignore[attr-defined]
     assert (await a.expect(4))["code"] == 0
     assert (await b.expect(7))["body"] == "binary"
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+async def test_a_burst_beyond_the_in_flight_limit_is_all_stored_in_order(
+    server: ServerProcess, via: str
+) -> None:
+    """3,000 sends at once: past 1,000 unanswered the server stops reading that connection
+    until answers catch up (back-pressure), and nothing is lost or reordered."""
+    _, a = await server.online("alice", via)
+    bob, b = await server.online("bob")
+    for i in range(3000):
+        await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"b{i}", "body": str(i)})
+    answers = [await a.expect(4) for _ in range(3000)]
+    assert [x["msgIdClient"] for x in answers] == [f"b{i}" for i in range(3000)]
+    assert [(await b.expect(7))["body"] for _ in range(3000)] == [str(i) for i in range(3000)]

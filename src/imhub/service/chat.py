@@ -9,14 +9,15 @@ connection has read the message at once, and the sender of a one-to-one message 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.conversations import Membership
 from imhub.service.delivery import Delivery
-from imhub.service.sessions import Session
+from imhub.service.sessions import InFlight, Session
 from imhub.storage.messages import MsgIn, Recall, RecallIn, Stored, StoreMessages
 from imhub.storage.writer import BatchWriter
 
@@ -42,8 +43,9 @@ class ChatService:
         self._clock_ms = clock_ms
         self._recall_window_ms = recall_window_ms
 
-    def chat(self, session: Session, msg: ImMsg) -> None:
-        """Handle msgType 3. Synchronous: the write is queued in arrival order."""
+    def chat(self, session: Session, msg: ImMsg) -> Coroutine[Any, Any, None] | None:
+        """Handle msgType 3. Synchronous: the write is queued in arrival order (an awaitable
+        only when the connection has too many sends unanswered: see ``InFlight``)."""
         assert session.user_id is not None
         mid = msg.msg_id_client
         if not mid or len(mid) > MAX_MSG_ID_CLIENT:
@@ -70,8 +72,13 @@ class ChatService:
             send_time=self._clock_ms(),
         )
         self._writer.submit(self._store, item, partial(self._stored, session, mid))
+        if session.inflight is None:
+            session.inflight = InFlight()
+        return session.inflight.add()
 
     def _stored(self, session: Session, mid: str, result: Stored | ImError) -> None:
+        assert session.inflight is not None
+        session.inflight.done()
         if isinstance(result, ImError):
             session.error(result.code, result.reason, mid)
             return

@@ -7,13 +7,16 @@ the connection closes; services only see ``Session.send`` and ``Session.close``.
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
 
 NOTHING_ENTERED: frozenset[int] = frozenset()
+MAX_INFLIGHT = 1_000  # unanswered sends per connection before it is read no further
 MAX_HELD = 10_000  # live messages held for one connection while storage is read for it
 
 
@@ -27,6 +30,36 @@ class Outlet(Protocol):
         """Flush what is queued, then close."""
 
 
+class InFlight:
+    """A connection's sends queued for storage but not answered yet. Past ``MAX_INFLIGHT`` the
+    connection is read no further until half of them are answered, so one client cannot queue
+    writes without bound (the gateway stops reading while a handler's awaitable is pending)."""
+
+    __slots__ = ("count", "drained")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.drained: asyncio.Event | None = None
+
+    def add(self) -> Coroutine[Any, Any, None] | None:
+        """Count one more; past the limit, an awaitable that ends when enough are answered."""
+        self.count += 1
+        if self.count < MAX_INFLIGHT:
+            return None
+        self.drained = asyncio.Event()
+        return self._wait(self.drained)
+
+    @staticmethod
+    async def _wait(drained: asyncio.Event) -> None:
+        await drained.wait()
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.drained is not None and self.count <= MAX_INFLIGHT // 2:
+            self.drained.set()
+            self.drained = None
+
+
 class Session:
     __slots__ = (
         "client_type",
@@ -34,6 +67,7 @@ class Session:
         "entered",
         "floor",
         "held",
+        "inflight",
         "last_seen",
         "opened",
         "outlet",
@@ -59,6 +93,7 @@ class Session:
         self.held: list[tuple[int, int, bytes]] | None = None
         # The msgIdClient of the request being handled, echoed on its answer and errors.
         self.request_id: str | None = None
+        self.inflight: InFlight | None = None  # sends not yet answered, made on first send
 
     def enter(self, conv: int) -> None:
         if not isinstance(self.entered, set):
