@@ -10,7 +10,7 @@ from imhub.client.ordering import Ordering
 
 def test_in_order_duplicates_and_gaps() -> None:
     o: Ordering[str] = Ordering()
-    assert o.accept(1, 5, "m5") == ["m5"]  # first sight starts the cursor there
+    assert o.accept(1, 5, "m5", start=True) == ["m5"]  # a sync page starts the cursor
     assert o.accept(1, 5, "m5 again") == []  # a duplicate
     assert o.accept(1, 7, "m7") == []  # waits behind the missing 6
     assert o.gaps() == [1]
@@ -41,3 +41,19 @@ def test_backoff_grows_to_the_cap_with_jitter() -> None:
     ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
     assert all(c / 2 <= d <= c for d, c in zip(got, ceilings, strict=True))
     assert len(set(got)) == len(got)  # jittered: no two equal
+
+
+def test_a_conversation_seen_first_live_waits_for_a_sync() -> None:
+    o: Ordering[str] = Ordering()
+    assert o.accept(3, 31, None) == []  # our own message, answered: not a start
+    assert o.accept(3, 32, "m32") == []
+    assert o.gaps() == [3]
+    assert o.accept(3, 30, "m30", start=True) == ["m30", "m32"]  # the sync began at 30
+    assert o.cursors[3] == 32 and o.gaps() == []
+
+
+def test_the_conversation_list_starts_what_pages_did_not() -> None:
+    o: Ordering[str] = Ordering()
+    assert o.accept(4, 8, "m8") == []
+    assert o.know([(4, 7), (5, 2)]) == ["m8"]
+    assert o.cursors == {4: 8, 5: 2}

@@ -35,7 +35,8 @@ async def test_group_message_reaches_every_member_on_both_transports(
     assert (await viewer.expect(5))["code"] == 0
     phone = await server.connect("ws")  # the owner's second device
     login = await phone.login(server.token(owner))
-    assert login["unread"] == []  # the owner's own event is not unread for them
+    assert login["unread"] == []  # events do not count as unread
+    assert (await phone.expect(16))["seq"] == 1  # but the new device learns of the group
 
     answer = await o.chat_team(team, "g1", "hello crew")
     assert answer["teamId"] == team and answer["seq"] == 2

@@ -138,7 +138,7 @@ async def test_sync_without_positions_starts_from_the_read_position(
         "peerUserId": alice,
         "lastSeq": 2,
         "readSeq": 1,
-        "peerReadSeq": 2,
+        "peerReadSeq": 0,  # alice sent both; sending is not reading
         "unread": 1,
     }
 

@@ -127,6 +127,9 @@ class ImClient:
         self._waiting: dict[str, asyncio.Future[ImMsg]] = {}
         self._entered: set[int] = set()
         self._notices: deque[int] = deque(maxlen=10_000)
+        # msgIdClients this client sent and got answered: a sync page that carries one of them
+        # fills its place silently, as the answer did (the application has it already).
+        self._sent: dict[str, None] = {}
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._listeners: list[Callable[[Event], None]] = []
         self._link: Link | None = None
@@ -356,6 +359,8 @@ class ImClient:
             self._deliver(msg)
 
     def _deliver(self, msg: ImMsg, from_sync: bool = False) -> None:
+        """Hand a delivered message, recall or group event over in order (``from_sync``: it
+        came in a sync page, which may start a conversation)."""
         t = msg.msg_type
         if t == MsgType.READ:
             self._emit(Read(msg.chat_id, msg.team_id, msg.from_user_id or 0, msg.seq or 0))
@@ -378,7 +383,8 @@ class ImClient:
         conv = conv_of(msg.chat_id, msg.team_id)
         item: Event | None
         if t in (MsgType.CHAT, MsgType.NOTICE):
-            mine = msg.from_user_id == self.user_id and msg.msg_id_client in self._outbox
+            mid = msg.msg_id_client or ""
+            mine = msg.from_user_id == self.user_id and (mid in self._outbox or mid in self._sent)
             item = None if mine else self._message(msg, t == MsgType.CHAT and not from_sync)
         elif t == MsgType.RECALL:
             item = Recalled(
@@ -396,7 +402,7 @@ class ImClient:
             )
         else:
             return
-        self._ordered(conv, msg.seq, item)
+        self._ordered(conv, msg.seq, item, from_sync)
 
     @staticmethod
     def _message(msg: ImMsg, as_chat: bool) -> Message:
@@ -415,8 +421,8 @@ class ImClient:
             shown_as_chat=as_chat,
         )
 
-    def _ordered(self, conv: int, seq: int, item: Event | None) -> None:
-        for ready in self._order.accept(conv, seq, item):
+    def _ordered(self, conv: int, seq: int, item: Event | None, start: bool = False) -> None:
+        for ready in self._order.accept(conv, seq, item, start):
             self._emit(ready)
         self._schedule_save()
         if self._order.gaps() and self.state is State.ONLINE and self._resync is None:
@@ -449,6 +455,9 @@ class ImClient:
         pending = self._outbox.pop(msg.msg_id_client or "", None)
         if pending is None:
             return  # the answer to a resend of something already answered
+        self._sent[pending.payload["msgIdClient"]] = None
+        if len(self._sent) > 10_000:
+            del self._sent[next(iter(self._sent))]
         sent = Sent(
             msg.chat_id,
             msg.team_id,

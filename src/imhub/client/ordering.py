@@ -3,6 +3,10 @@
 Each conversation has a cursor: the highest sequence number handed over. A message at
 cursor + 1 goes out, with any that were waiting right behind it; one at or below the cursor
 is a duplicate; one further ahead waits, and the gap is reported so the client can sync.
+
+A conversation seen for the first time has no cursor: only a sync page may start it (the
+server starts unnamed conversations at the user's read position), or the conversation list
+of a finished sync. Until then what arrives for it waits, and it counts as a gap.
 """
 
 from __future__ import annotations
@@ -19,16 +23,25 @@ class Ordering(Generic[T]):
     cursors: dict[int, int] = field(default_factory=dict)
     waiting: dict[int, dict[int, T | None]] = field(default_factory=dict)
 
-    def accept(self, conv: int, seq: int, item: T | None) -> list[T]:
+    def accept(self, conv: int, seq: int, item: T | None, start: bool = False) -> list[T]:
         """Take ``item`` (``None``: a message this client sent itself, not to be handed over)
-        and return what may now be handed over, in order."""
+        and return what may now be handed over, in order. ``start``: the item comes from a
+        sync page, which may start a conversation this client did not know."""
         cursor = self.cursors.get(conv)
-        if cursor is None:  # first sight: the server starts us where we should start
+        if cursor is None and start:
             cursor = self.cursors[conv] = seq - 1
-        if seq <= cursor:
+        if cursor is not None and seq <= cursor:
             return []
-        pending = self.waiting.setdefault(conv, {})
-        pending[seq] = item
+        self.waiting.setdefault(conv, {})[seq] = item
+        return self._drain(conv)
+
+    def _drain(self, conv: int) -> list[T]:
+        cursor = self.cursors.get(conv)
+        pending = self.waiting.get(conv)
+        if cursor is None or not pending:
+            return []
+        for seq in [s for s in pending if s <= cursor]:
+            del pending[seq]
         out: list[T] = []
         while cursor + 1 in pending:
             cursor += 1
@@ -41,10 +54,15 @@ class Ordering(Generic[T]):
         return out
 
     def gaps(self) -> list[int]:
-        """Conversations with messages waiting behind a missing one."""
+        """Conversations with messages waiting behind a missing one (or not started yet)."""
         return list(self.waiting)
 
-    def know(self, positions: Iterable[tuple[int, int]]) -> None:
-        """Start cursors of conversations seen for the first time (from a sync's list)."""
+    def know(self, positions: Iterable[tuple[int, int]]) -> list[T]:
+        """Start the cursors of conversations not started yet, from a finished sync's list
+        (where nothing was missing below these positions); returns what that releases."""
+        out: list[T] = []
         for conv, seq in positions:
-            self.cursors.setdefault(conv, seq)
+            if conv not in self.cursors:
+                self.cursors[conv] = seq
+                out += self._drain(conv)
+        return out

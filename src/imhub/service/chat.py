@@ -71,10 +71,11 @@ class ChatService:
             msg_id_client=mid,
             send_time=self._clock_ms(),
         )
-        self._writer.submit(self._store, item, partial(self._stored, session, mid))
         if session.inflight is None:
             session.inflight = InFlight()
-        return session.inflight.add()
+        waiting = session.inflight.add()
+        self._writer.submit(self._store, item, partial(self._stored, session, mid))
+        return waiting
 
     def _stored(self, session: Session, mid: str, result: Stored | ImError) -> None:
         assert session.inflight is not None
@@ -96,7 +97,6 @@ class ChatService:
                 send_time=row.send_time,
             )
         )
-        session.given(row.conv, row.seq)
         if result.duplicate:
             return  # delivered when it was first stored
         self._delivery.row(row, result.audience, skip=session)
@@ -143,6 +143,5 @@ class ChatService:
                 send_time=event.send_time,
             )
         )
-        session.given(event.conv, event.seq)
         if not result.duplicate:
             self._delivery.row(event, result.audience, skip=session)

@@ -145,7 +145,11 @@ class Session:
                 self.send(payload)
 
     def given(self, conv: int, seq: int) -> None:
-        """Record that storage gave this connection ``seq`` of ``conv``."""
+        """Record that storage gave this connection ``seq`` of ``conv`` (login, sync pages).
+
+        Not for what the connection sent itself: it gets no live copy of that anyway, and
+        raising the floor for it while live messages are held would drop the held ones with
+        lower numbers."""
         if seq > self.floor.get(conv, 0):
             self.floor[conv] = seq
 

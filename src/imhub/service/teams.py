@@ -101,8 +101,6 @@ class TeamService:
         event.team_name = changed.info.name
         event.member_ids = list(changed.affected)
         self._delivery.row(changed.event, changed.notify, skip=skip, extra=event)
-        if skip is not None:
-            skip.given(changed.event.conv, changed.event.seq)
 
     async def _one_to_one(self, actor: int, other: int) -> ImMsg:
         if await users.get_user(self._engine, other) is None:

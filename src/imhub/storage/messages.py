@@ -134,7 +134,6 @@ class StoreMessages:
             readers = tuple(
                 u for u in audience[i] if u != m.from_user_id and self._in_chat(u, conv)
             )
-            moves.append((m.from_user_id, conv, seq))
             moves.extend((u, conv, seq) for u in readers)
             chat_id, team_id = conv_ids(conv)
             rows.append(
@@ -272,7 +271,6 @@ class Recall:
                 )
             ],
         )
-        await advance_reads(conn, [(item.user_id, item.conv, seq)])
         return Stored(event, False, audience)
 
     async def _audience(self, conn: AsyncConnection, row: MsgRow) -> frozenset[int]:

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.storage.conversations import TEAM, MsgRow, Sequences, advance_reads, insert_rows
+from imhub.storage.conversations import TEAM, MsgRow, Sequences, insert_rows
 from imhub.storage.models import chat_table, team_table, users_table
 from imhub.storage.users import existing_users
 from imhub.storage.writer import each
@@ -250,7 +250,6 @@ class ApplyTeamOps:
         )
         if after.members:
             self._teams.put(after)
-            await advance_reads(conn, [(op.actor, conv, seq)])
         return TeamChanged(after, event, before.members | after.members, affected)
 
 
