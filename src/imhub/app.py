@@ -60,6 +60,7 @@ class App:
             Recall(teams, sequences),
             clock_ms,
             int(config.recall_window * 1000),
+            config.max_inflight,
         )
         self.reads = ReadService(
             engine, writer, membership, delivery, self.chat, MoveReads(sequences)

@@ -28,6 +28,7 @@ _HELP = {
     "max_outbound": "Bytes queued for a connection that does not read before it is dropped.",
     "batch_max": "Most writes committed in one transaction.",
     "recall_window": "Seconds during which a sender may recall a message.",
+    "max_inflight": "Unanswered sends per connection before it is read no further.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
 }
 

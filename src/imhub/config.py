@@ -29,6 +29,7 @@ class Config:
     max_outbound: int = 1024 * 1024  # bytes queued for one slow reader before it is closed
     batch_max: int = 512  # messages committed in one transaction at most
     recall_window: float = 120.0  # seconds during which a sender may recall a message
+    max_inflight: int = 1000  # unanswered sends per connection before it is read no further
     log_level: str = "INFO"
 
     @property
@@ -50,6 +51,7 @@ ENV_VARS: dict[str, str] = {
     "max_outbound": "IMHUB_MAX_OUTBOUND",
     "batch_max": "IMHUB_BATCH_MAX",
     "recall_window": "IMHUB_RECALL_WINDOW",
+    "max_inflight": "IMHUB_MAX_INFLIGHT",
     "log_level": "IMHUB_LOG_LEVEL",
 }
 

@@ -59,9 +59,13 @@ async def exchange(
     assert seqs == list(range(1, 2 * total + 1))  # stored once each, no gaps
 
 
+@pytest.mark.parametrize("max_inflight", [1000, 10])
 async def test_connection_dropped_mid_stream(
-    server: ServerProcess, make_app: Callable[..., App]
+    make_server: Callable[..., ServerProcess], make_app: Callable[..., App], max_inflight: int
 ) -> None:
+    """Also with the server's back-pressure biting at every tenth unanswered send, which
+    stretches each exchange across the drops."""
+    server = make_server(max_inflight=max_inflight)
     proxy = await Proxy(server.port).start()
     alice, a, bob, b = await pair(server, make_app, proxy)
 

@@ -34,6 +34,7 @@ class ChatService:
         recall: Recall,
         clock_ms: Callable[[], int],
         recall_window_ms: int,
+        max_inflight: int = 1000,
     ) -> None:
         self._writer = writer
         self._membership = membership
@@ -42,6 +43,7 @@ class ChatService:
         self._recall = recall
         self._clock_ms = clock_ms
         self._recall_window_ms = recall_window_ms
+        self._max_inflight = max_inflight
 
     def chat(self, session: Session, msg: ImMsg) -> Coroutine[Any, Any, None] | None:
         """Handle msgType 3. Synchronous: the write is queued in arrival order (an awaitable
@@ -72,7 +74,7 @@ class ChatService:
             send_time=self._clock_ms(),
         )
         if session.inflight is None:
-            session.inflight = InFlight()
+            session.inflight = InFlight(self._max_inflight)
         waiting = session.inflight.add()
         self._writer.submit(self._store, item, partial(self._stored, session, mid))
         return waiting

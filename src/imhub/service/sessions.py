@@ -16,7 +16,6 @@ from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
 
 NOTHING_ENTERED: frozenset[int] = frozenset()
-MAX_INFLIGHT = 1_000  # unanswered sends per connection before it is read no further
 MAX_HELD = 10_000  # live messages held for one connection while storage is read for it
 
 
@@ -31,20 +30,21 @@ class Outlet(Protocol):
 
 
 class InFlight:
-    """A connection's sends queued for storage but not answered yet. Past ``MAX_INFLIGHT`` the
+    """A connection's sends queued for storage but not answered yet. Past ``limit`` the
     connection is read no further until half of them are answered, so one client cannot queue
     writes without bound (the gateway stops reading while a handler's awaitable is pending)."""
 
-    __slots__ = ("count", "drained")
+    __slots__ = ("count", "drained", "limit")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.count = 0
         self.drained: asyncio.Event | None = None
 
     def add(self) -> Coroutine[Any, Any, None] | None:
         """Count one more; past the limit, an awaitable that ends when enough are answered."""
         self.count += 1
-        if self.count < MAX_INFLIGHT:
+        if self.count < self.limit:
             return None
         self.drained = asyncio.Event()
         return self._wait(self.drained)
@@ -55,7 +55,7 @@ class InFlight:
 
     def done(self) -> None:
         self.count -= 1
-        if self.drained is not None and self.count <= MAX_INFLIGHT // 2:
+        if self.drained is not None and self.count <= self.limit // 2:
             self.drained.set()
             self.drained = None
 
