@@ -75,6 +75,18 @@ class MsgRow:
         return conv_key(self.chat_id, self.team_id)
 
 
+# The columns both message tables share, in the order MsgRow holds them.
+_PAYLOAD = (
+    "client_type",
+    "body_type",
+    "body",
+    "voice_time",
+    "msg_id_client",
+    "send_time",
+    "cancel_flag",
+)
+
+
 def message_columns(team: bool) -> list[Any]:
     """The ``MsgRow`` columns of the group or the one-to-one message table, in its order."""
     t = team_msg_t if team else person_t
@@ -88,38 +100,13 @@ def message_columns(team: bool) -> list[Any]:
         t.c.ref_seq,
         t.c.from_user_id,
         zero.label("to_user_id") if team else t.c.to_user_id,
-        *(
-            t.c[name]
-            for name in (
-                "client_type",
-                "body_type",
-                "body",
-                "voice_time",
-                "msg_id_client",
-                "send_time",
-                "cancel_flag",
-            )
-        ),
+        *(t.c[name] for name in _PAYLOAD),
     ]
 
 
 # Columns written for a new row, in the order of ``_values``; every NOT NULL column is given.
-_COMMON = (
-    "seq",
-    "msg_type",
-    "ref_seq",
-    "from_user_id",
-    "client_type",
-    "body_type",
-    "body",
-    "voice_time",
-    "msg_id_client",
-    "send_time",
-    "cancel_flag",
-    "read_flag",
-    "version",
-    "delete_flag",
-)
+_COMMON = ("seq", "msg_type", "ref_seq", "from_user_id", *_PAYLOAD, "read_flag", "version",
+           "delete_flag")  # fmt: skip
 _PERSON_COLUMNS = ("chat_id", "to_user_id", *_COMMON)
 _TEAM_COLUMNS = ("team_id", *_COMMON, "read_num")
 
