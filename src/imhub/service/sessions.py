@@ -2,7 +2,9 @@
 
 A user may be online on several connections at once (phone, PC, browser); the registry maps
 each user to all of them. The gateway creates a session per connection and removes it when
-the connection closes; services only see ``Session.send`` and ``Session.close``.
+the connection closes. Services write through the session (``deliver`` for numbered messages,
+``send`` for the rest, ``reply``/``error`` for answers, ``push`` for what storage gives), never
+to the transport.
 """
 
 from __future__ import annotations
