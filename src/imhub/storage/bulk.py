@@ -1,16 +1,19 @@
 """Bulk statements for the hot write path: compiled once, sent as driver SQL with tuples.
 
 SQLAlchemy's per-row parameter processing costs more than SQLite's own work for the simple
-integers and strings of a message batch. These helpers compile a Core statement once per
-dialect and hand the driver plain tuples: one ``executemany`` for updates, one multi-row
-``INSERT … RETURNING`` for inserts.
+integers and strings of a message batch, and aiosqlite hands every cursor operation to its
+thread and back. These helpers compile a Core statement once per dialect, give the driver
+plain tuples (one ``executemany`` for updates, one multi-row ``INSERT … RETURNING`` for
+inserts), and run a batch's writes in one hand-off (``Script``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,42 +39,70 @@ def _compile(
     return found[0], found[1], found[2]
 
 
-async def execute_many(
-    conn: AsyncConnection, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """``stmt`` (with named bind parameters) once per row, in one driver call."""
-    if not rows:
-        return
-    sql, order, constants = _compile(stmt, lambda: stmt, conn.dialect)
-    await conn.exec_driver_sql(
-        sql, [tuple(row[k] if k in row else constants[k] for k in order) for row in rows]
-    )
+class Script:
+    """Write statements collected first and run together: on aiosqlite in one hand-off to its
+    thread (plain ``sqlite3`` calls on the same connection and transaction), elsewhere one
+    driver call each. A batch of messages then costs one thread hop instead of a dozen."""
 
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        # (sql, params, many, where the returned rows go or None)
+        self._steps: list[tuple[str, Any, bool, list[tuple[Any, ...]] | None]] = []
 
-async def insert_returning(
-    conn: AsyncConnection,
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    returning: Sequence[str],
-    chunk: int = 500,
-) -> list[tuple[Any, ...]]:
-    """Insert ``rows`` (tuples in ``columns`` order; give every NOT NULL column) with
-    multi-row statements; the ``returning`` columns of every row, in no particular order."""
-    if not rows:
-        return []
-    quote = conn.dialect.identifier_preparer.quote
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
-    tail = f" RETURNING {', '.join(quote(c) for c in returning)}"
-    n = len(columns)
-    out: list[tuple[Any, ...]] = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        groups = ", ".join(_group(conn.dialect.paramstyle, i * n, n) for i in range(len(part)))
-        params = tuple(v for row in part for v in row)
-        result = await conn.exec_driver_sql(head + groups + tail, params)
-        out.extend(tuple(r) for r in result)
-    return out
+    def execute_many(self, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``stmt`` (a module-level statement with named bind parameters) once per row."""
+        if not rows:
+            return
+        sql, order, constants = _compile(stmt, lambda: stmt, self._dialect)
+        params = [tuple(row[k] if k in row else constants[k] for k in order) for row in rows]
+        self._steps.append((sql, params, True, None))
+
+    def insert_returning(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        returning: Sequence[str],
+        chunk: int = 500,
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (tuples in ``columns`` order; give every NOT NULL column) with
+        multi-row statements. Returns a list that ``run`` fills with the ``returning`` columns
+        of every row, in no particular order."""
+        out: list[tuple[Any, ...]] = []
+        quote = self._dialect.identifier_preparer.quote
+        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
+        tail = f" RETURNING {', '.join(quote(c) for c in returning)}"
+        n = len(columns)
+        style = self._dialect.paramstyle
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            groups = ", ".join(_group(style, i * n, n) for i in range(len(part)))
+            params = tuple(v for row in part for v in row)
+            self._steps.append((head + groups + tail, params, False, out))
+        return out
+
+    async def run(self, conn: AsyncConnection) -> None:
+        if not self._steps:
+            return
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if isinstance(driver, aiosqlite.Connection):
+            # aiosqlite's own thread, with the connection it holds for SQLAlchemy.
+            await driver._execute(self._run_sqlite, driver._conn)  # type: ignore[no-untyped-call]
+            return
+        for sql, params, _many, out in self._steps:
+            result = await conn.exec_driver_sql(sql, params)
+            if out is not None:
+                out.extend(tuple(r) for r in result)
+
+    def _run_sqlite(self, db: sqlite3.Connection) -> None:
+        for sql, params, many, out in self._steps:
+            if many:
+                db.executemany(sql, params)
+            else:
+                rows = db.execute(sql, params).fetchall()
+                if out is not None:
+                    out.extend(tuple(r) for r in rows)
 
 
 def _group(paramstyle: str, offset: int, n: int) -> str:

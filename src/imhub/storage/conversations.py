@@ -9,7 +9,7 @@ the batched writer; each member's read position is the highest sequence they hav
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from imhub.storage.bulk import execute_many, insert_returning
+from imhub.storage.bulk import Script
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
 
 chat_t = chat_table
@@ -109,6 +109,11 @@ _COMMON = ("seq", "msg_type", "ref_seq", "from_user_id", *_PAYLOAD, "read_flag",
            "delete_flag")  # fmt: skip
 _PERSON_COLUMNS = ("chat_id", "to_user_id", *_COMMON)
 _TEAM_COLUMNS = ("team_id", *_COMMON, "read_num")
+# team? -> (columns written, columns returned: the id and what identifies the row)
+_INSERT = {
+    False: (_PERSON_COLUMNS, ("person_msg_id", "chat_id", "seq")),
+    True: (_TEAM_COLUMNS, ("team_msg_id", "team_id", "seq")),
+}
 
 
 def _values(row: MsgRow) -> tuple[Any, ...]:
@@ -122,30 +127,48 @@ def _values(row: MsgRow) -> tuple[Any, ...]:
     return (row.chat_id, row.to_user_id, *common)
 
 
-async def insert_rows(conn: AsyncConnection, rows: list[MsgRow]) -> list[MsgRow]:
-    """Store new rows with one multi-row statement per table; the rows with their ids.
+def insert_rows(script: Script, rows: list[MsgRow]) -> Callable[[], list[MsgRow]]:
+    """Add the inserts of new rows to ``script`` (one multi-row statement per table); after the
+    script ran, the returned function gives each row its id and returns the rows.
 
     Ids are matched by (conversation, seq), which is unique, so the database may return them
     in any order (asking for parameter order makes SQLAlchemy send one statement per row on
     SQLite)."""
-    ids: dict[tuple[int, int], int] = {}
+    returned: list[tuple[bool, list[tuple[Any, ...]]]] = []
     for team in (False, True):
         part = [_values(r) for r in rows if bool(r.team_id) == team]
-        if not part:
-            continue
-        table = team_msg_t if team else person_t
-        returned = await insert_returning(
-            conn,
-            table,
-            _TEAM_COLUMNS if team else _PERSON_COLUMNS,
-            part,
-            ("team_msg_id" if team else "person_msg_id", "team_id" if team else "chat_id", "seq"),
-        )
-        for msg_id, conv_id, seq in returned:
-            ids[(-conv_id if team else conv_id, seq)] = msg_id
-    for r in rows:
-        r.msg_id_server = ids[(r.conv, r.seq)]
-    return rows
+        if part:
+            out = script.insert_returning(
+                team_msg_t if team else person_t,
+                _TEAM_COLUMNS if team else _PERSON_COLUMNS,
+                part,
+                (
+                    "team_msg_id" if team else "person_msg_id",
+                    "team_id" if team else "chat_id",
+                    "seq",
+                ),
+            )
+            returned.append((team, out))
+
+    def finish() -> list[MsgRow]:
+        ids = {
+            (-conv_id if team else conv_id, seq): msg_id
+            for team, out in returned
+            for msg_id, conv_id, seq in out
+        }
+        for r in rows:
+            r.msg_id_server = ids[(r.conv, r.seq)]
+        return rows
+
+    return finish
+
+
+async def store_rows(conn: AsyncConnection, rows: list[MsgRow]) -> list[MsgRow]:
+    """``insert_rows`` on its own: store the rows now; the rows with their ids."""
+    script = Script(conn.dialect)
+    finish = insert_rows(script, rows)
+    await script.run(conn)
+    return finish()
 
 
 # The same lists as values, so that statements built from them compile once (bulk._compile).
@@ -230,14 +253,14 @@ class Sequences:
         self._dirty.add(conv)
         return value
 
-    async def save(self, conn: AsyncConnection) -> None:
-        """Write the numbers allocated in this transaction."""
+    def save(self, script: Script) -> None:
+        """Add to ``script`` the writes of the numbers allocated in this transaction."""
         if not self._dirty:
             return
         chats = [{"c": c, "s": self._last[c]} for c in self._dirty if c > 0]
         teams = [{"c": -c, "s": self._last[c]} for c in self._dirty if c < 0]
-        await execute_many(conn, _SAVE_CHAT, chats)
-        await execute_many(conn, _SAVE_TEAM, teams)
+        script.execute_many(_SAVE_CHAT, chats)
+        script.execute_many(_SAVE_TEAM, teams)
         self._dirty.clear()
 
     def rolled_back(self) -> None:
@@ -245,8 +268,8 @@ class Sequences:
         self._dirty.clear()
 
 
-async def advance_reads(conn: AsyncConnection, moves: Iterable[tuple[int, int, int]]) -> None:
-    """Move read positions forward: ``(user_id, conv, seq)``; never backwards.
+def advance_reads(script: Script, moves: Iterable[tuple[int, int, int]]) -> None:
+    """Add to ``script`` the moves of read positions: ``(user_id, conv, seq)``, forward only.
 
     One-to-one: the user's side of the pair row; group: the member's row. One statement per
     kind of conversation, however many positions move.
@@ -255,11 +278,11 @@ async def advance_reads(conn: AsyncConnection, moves: Iterable[tuple[int, int, i
     for user_id, conv, upto in moves:
         if upto > best.get((user_id, conv), 0):
             best[(user_id, conv)] = upto
-    await execute_many(
-        conn, _READ_PAIR, [{"u": u, "c": c, "s": s} for (u, c), s in best.items() if c > 0]
+    script.execute_many(
+        _READ_PAIR, [{"u": u, "c": c, "s": s} for (u, c), s in best.items() if c > 0]
     )
-    await execute_many(
-        conn, _READ_MEMBER, [{"u": u, "t": -c, "s": s} for (u, c), s in best.items() if c < 0]
+    script.execute_many(
+        _READ_MEMBER, [{"u": u, "t": -c, "s": s} for (u, c), s in best.items() if c < 0]
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.storage.bulk import select_where_pairs_in
+from imhub.storage.bulk import Script, select_where_pairs_in
 from imhub.storage.chats import Pairs, pair
 from imhub.storage.conversations import (
     CHAT_MSG,
@@ -30,6 +30,7 @@ from imhub.storage.conversations import (
     msg_table,
     person_t,
     select_messages,
+    store_rows,
     team_msg_t,
     to_row,
 )
@@ -156,9 +157,12 @@ class StoreMessages:
                 )
             )
             readers_of.append(readers)
-        stored = await insert_rows(conn, rows)
-        await self._seqs.save(conn)
-        await advance_reads(conn, moves)
+        script = Script(conn.dialect)  # every write of the batch in one hand-off
+        finish = insert_rows(script, rows)
+        self._seqs.save(script)
+        advance_reads(script, moves)
+        await script.run(conn)
+        stored = finish()
         for i, row, readers in zip(fresh, stored, readers_of, strict=True):
             results[i] = Stored(row, False, audience[i], readers)
         for i, m in enumerate(items):
@@ -210,7 +214,9 @@ class Recall:
 
     async def run(self, conn: AsyncConnection, items: Sequence[RecallIn]) -> list[Stored | ImError]:
         results = await each(items, partial(self._recall, conn))
-        await self._seqs.save(conn)
+        script = Script(conn.dialect)
+        self._seqs.save(script)
+        await script.run(conn)
         return results
 
     async def _recall(self, conn: AsyncConnection, item: RecallIn) -> Stored:
@@ -249,7 +255,7 @@ class Recall:
         )
         seq = await self._seqs.next(conn, item.conv)
         chat_id, team_id = conv_ids(item.conv)
-        (event,) = await insert_rows(
+        (event,) = await store_rows(
             conn,
             [
                 MsgRow(

@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ImError
+from imhub.storage.bulk import Script
 from imhub.storage.conversations import (
     CHAT_MSG,
     PERSON,
@@ -158,7 +159,9 @@ class MoveReads:
             moves.append(
                 (item.user_id, item.conv, last if item.seq is None else min(item.seq, last))
             )
-        await advance_reads(conn, moves)
+        script = Script(conn.dialect)
+        advance_reads(script, moves)
+        await script.run(conn)
         return [await read_position(conn, user, conv) for user, conv, _ in moves]
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.storage.conversations import TEAM, MsgRow, Sequences, insert_rows
+from imhub.storage.bulk import Script
+from imhub.storage.conversations import TEAM, MsgRow, Sequences, store_rows
 from imhub.storage.models import chat_table, team_table, users_table
 from imhub.storage.users import existing_users
 from imhub.storage.writer import each
@@ -129,7 +130,9 @@ class ApplyTeamOps:
         self, conn: AsyncConnection, items: Sequence[TeamOp]
     ) -> list[TeamChanged | ImError]:
         results = await each(items, partial(self._apply, conn))
-        await self._seqs.save(conn)
+        script = Script(conn.dialect)
+        self._seqs.save(script)
+        await script.run(conn)
         return results
 
     async def _apply(self, conn: AsyncConnection, op: TeamOp) -> TeamChanged:
@@ -226,7 +229,7 @@ class ApplyTeamOps:
         conv = -after.team_id
         seq = await self._seqs.next(conn, conv)
         mid = f"team-{op.op}-{after.team_id}-{seq}"
-        (event,) = await insert_rows(
+        (event,) = await store_rows(
             conn,
             [
                 MsgRow(
