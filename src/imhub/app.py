@@ -109,7 +109,16 @@ class App:
             await self.engine.dispose()
             raise SystemExit("the database is not migrated: run `imhub migrate` first")
         self.writer.start()
-        await self.gateway.start()
+        try:
+            await self.gateway.start()
+        except OSError as exc:
+            await self.writer.close()
+            await self.engine.dispose()
+            where = f"{self.config.host}:{self.config.port}"
+            raise SystemExit(
+                f"cannot listen on {where}: {exc.strerror or exc}"
+                " (another server there? choose another with --port or IMHUB_PORT)"
+            ) from None
 
     async def stop(self) -> None:
         await self.gateway.stop()

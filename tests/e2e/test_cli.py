@@ -59,3 +59,18 @@ def test_flags_and_variables_are_documented_in_help(tmp_path: Path) -> None:
     result = imhub("serve", "--help", env=clean_env(tmp_path))
     for name in ("--port", "IMHUB_PORT", "--idle-timeout", "IMHUB_DATABASE_URL", "IMHUB_API_KEY"):
         assert name in result.stdout
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    env = clean_env(tmp_path / "data")
+    assert imhub("migrate", env=env).returncode == 0
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = imhub("serve", "--port", str(port), env=env)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
