@@ -140,6 +140,7 @@ class ImClient:
         self._resync: asyncio.Task[None] | None = None
         self._save_scheduled = False
         self._went_online = False  # whether the current connection got as far as online
+        self._leaving = False  # logging out: the server's close is expected
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class ImClient:
     async def logout(self) -> None:
         """Log out on the server, then close; no reconnect."""
         if self.state is State.ONLINE:
+            self._leaving = True  # the server closes after answering: not a lost connection
             with contextlib.suppress(ClientError, TimeoutError, ConnectionError, OSError):
                 await self._call({"msgType": MsgType.LOGOUT}, self.request_timeout)
         await self.close("logged out")
@@ -207,7 +209,10 @@ class ImClient:
                 except ClientError as exc:  # refused login: retrying cannot help
                     self._finish(f"login refused: {exc}")
                 except (_LinkLost, OSError, TimeoutError, aiohttp.ClientError) as exc:
-                    log.warning("connection to %s lost: %s", self.url, exc or type(exc).__name__)
+                    if not self._leaving:
+                        log.warning(
+                            "connection to %s lost: %s", self.url, exc or type(exc).__name__
+                        )
                 finally:
                     self._online.clear()
                     self._link = None
