@@ -263,6 +263,12 @@ class Sequences:
         script.execute_many(_SAVE_TEAM, teams)
         self._dirty.clear()
 
+    async def flush(self, conn: AsyncConnection) -> None:
+        """``save`` on its own, now (for kinds that write nothing else in bulk)."""
+        script = Script(conn.dialect)
+        self.save(script)
+        await script.run(conn)
+
     def rolled_back(self) -> None:
         self._last.clear()
         self._dirty.clear()

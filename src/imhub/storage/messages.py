@@ -214,9 +214,7 @@ class Recall:
 
     async def run(self, conn: AsyncConnection, items: Sequence[RecallIn]) -> list[Stored | ImError]:
         results = await each(items, partial(self._recall, conn))
-        script = Script(conn.dialect)
-        self._seqs.save(script)
-        await script.run(conn)
+        await self._seqs.flush(conn)
         return results
 
     async def _recall(self, conn: AsyncConnection, item: RecallIn) -> Stored:

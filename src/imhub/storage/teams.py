@@ -15,7 +15,6 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.storage.bulk import Script
 from imhub.storage.conversations import TEAM, MsgRow, Sequences, store_rows
 from imhub.storage.models import chat_table, team_table, users_table
 from imhub.storage.users import existing_users
@@ -130,9 +129,7 @@ class ApplyTeamOps:
         self, conn: AsyncConnection, items: Sequence[TeamOp]
     ) -> list[TeamChanged | ImError]:
         results = await each(items, partial(self._apply, conn))
-        script = Script(conn.dialect)
-        self._seqs.save(script)
-        await script.run(conn)
+        await self._seqs.flush(conn)
         return results
 
     async def _apply(self, conn: AsyncConnection, op: TeamOp) -> TeamChanged:
