@@ -186,21 +186,6 @@ def pin_self() -> None:
         os.sched_setaffinity(0, {1})
 
 
-async def add_users(port: int, n: int) -> list[int]:
-    import aiohttp
-
-    ids = []
-    async with aiohttp.ClientSession() as http:
-        for i in range(n):
-            async with http.post(
-                f"http://127.0.0.1:{port}/api/v1/users",
-                json={"username": f"u{i}"},
-                headers={"X-Api-Key": API_KEY},
-            ) as r:
-                ids.append((await r.json())["userId"])
-    return ids
-
-
 async def post(port: int, path: str, body: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
 

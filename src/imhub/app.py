@@ -56,14 +56,14 @@ class App:
             writer,
             membership,
             delivery,
-            StoreMessages(pairs, teams, sequences, registry.in_chat),
+            StoreMessages(pairs, teams, sequences, registry.viewers),
             Recall(teams, sequences),
             clock_ms,
             int(config.recall_window * 1000),
             config.max_inflight,
         )
         self.reads = ReadService(
-            engine, writer, membership, delivery, self.chat, MoveReads(sequences)
+            engine, writer, membership, delivery, self.chat, MoveReads(sequences), registry
         )
         self.history = HistoryService(engine, membership)
         self.teams = TeamService(

@@ -46,6 +46,7 @@ from imhub.client.link import Link, open_link
 from imhub.client.ordering import Ordering
 from imhub.client.store import Saved, StateFile
 from imhub.protocol import codec
+from imhub.protocol.conversation import conv_ids, conv_key
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ClientType, ImMsg, MsgType
 
@@ -82,12 +83,10 @@ class _Pending:
     link: Link | None = None  # the link it was last written to
 
 
-def conv_of(chat_id: int | None, team_id: int | None) -> int:
-    return -team_id if team_id else (chat_id or 0)
-
-
 def address(conv: int) -> dict[str, int]:
-    return {"teamId": -conv} if conv < 0 else {"chatId": conv}
+    """The wire fields that name a conversation."""
+    chat_id, team_id = conv_ids(conv)
+    return {"teamId": team_id} if team_id else {"chatId": chat_id}
 
 
 class ImClient:
@@ -385,7 +384,7 @@ class ImClient:
             return
         if msg.seq is None:
             return
-        conv = conv_of(msg.chat_id, msg.team_id)
+        conv = conv_key(msg.chat_id, msg.team_id)
         item: Event | None
         if t in (MsgType.CHAT, MsgType.NOTICE):
             mid = msg.msg_id_client or ""
@@ -452,7 +451,7 @@ class ImClient:
                 self._deliver(m, from_sync=True)
             if not page.more:
                 states = page.convs or []
-                self._order.know((conv_of(c.chat_id, c.team_id), c.last_seq or 0) for c in states)
+                self._order.know((conv_key(c.chat_id, c.team_id), c.last_seq or 0) for c in states)
                 self._emit(Conversations([codec_dict(c) for c in states]))
                 return
 
@@ -471,7 +470,7 @@ class ImClient:
             msg.msg_id_client or "",
             msg.send_time or 0,
         )
-        self._ordered(conv_of(msg.chat_id, msg.team_id), sent.seq, None)
+        self._ordered(conv_key(msg.chat_id, msg.team_id), sent.seq, None)
         if pending.future is None:
             self._emit(sent)
         elif not pending.future.done():
@@ -566,14 +565,14 @@ class ImClient:
     async def enter(self, *, chat_id: int | None = None, team_id: int | None = None) -> int:
         """Show a conversation: its messages arrive as chat and are read; returns the read
         position. Re-entered automatically after a reconnect."""
-        conv = conv_of(chat_id, team_id)
+        conv = conv_key(chat_id, team_id)
         answer = await self.request({"msgType": MsgType.CHAT_ENTER, **address(conv)})
         self._entered.add(conv)
         self._schedule_save()
         return answer.seq or 0
 
     async def quit(self, *, chat_id: int | None = None, team_id: int | None = None) -> None:
-        conv = conv_of(chat_id, team_id)
+        conv = conv_key(chat_id, team_id)
         self._entered.discard(conv)
         self._schedule_save()
         await self.request({"msgType": MsgType.CHAT_QUIT, **address(conv)})
@@ -583,7 +582,7 @@ class ImClient:
     ) -> int:
         """Mark read up to ``seq``; returns the read position."""
         answer = await self.request(
-            {"msgType": MsgType.READ, "seq": seq, **address(conv_of(chat_id, team_id))}
+            {"msgType": MsgType.READ, "seq": seq, **address(conv_key(chat_id, team_id))}
         )
         return answer.seq or 0
 
@@ -591,7 +590,7 @@ class ImClient:
         self, seq: int, *, chat_id: int | None = None, team_id: int | None = None
     ) -> int:
         """Recall your message ``seq``; returns the recall's own position."""
-        conv = conv_of(chat_id, team_id)
+        conv = conv_key(chat_id, team_id)
         answer = await self.request({"msgType": MsgType.RECALL, "seq": seq, **address(conv)})
         self._ordered(conv, answer.seq or 0, None)
         return answer.seq or 0
@@ -608,7 +607,7 @@ class ImClient:
         request: dict[str, Any] = {
             "msgType": MsgType.HISTORY,
             "limit": limit,
-            **address(conv_of(chat_id, team_id)),
+            **address(conv_key(chat_id, team_id)),
         }
         if before_seq is not None:
             request["beforeSeq"] = before_seq
@@ -635,7 +634,7 @@ class ImClient:
                 "msgType": MsgType.RECEIPTS,
                 "seq": seq,
                 "withReaders": True,
-                **address(conv_of(chat_id, team_id)),
+                **address(conv_key(chat_id, team_id)),
             }
         )
         return answer.read_num or 0, list(answer.reader_ids or ())

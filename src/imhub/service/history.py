@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from imhub.protocol.conversation import conv_key
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.conversations import Membership
@@ -20,7 +21,7 @@ from imhub.service.delivery import message
 from imhub.service.reads import addressed, conv_list
 from imhub.service.sessions import Session
 from imhub.storage import reads
-from imhub.storage.conversations import MsgRow, conv_key, messages_before, messages_between
+from imhub.storage.conversations import MsgRow, messages_before, messages_between
 
 DEFAULT_PAGE = 200
 MAX_PAGE = 500

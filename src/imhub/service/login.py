@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol import codec
+from imhub.protocol.conversation import conv_key
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.auth import TokenAuthority
@@ -19,7 +20,7 @@ from imhub.service.delivery import backlog_message, notice_message
 from imhub.service.reads import unread_list
 from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage import users
-from imhub.storage.conversations import conv_key, messages_between
+from imhub.storage.conversations import messages_between
 from imhub.storage.notices import ClaimOnLogin, LoginIn
 from imhub.storage.reads import ConvState
 from imhub.storage.writer import BatchWriter

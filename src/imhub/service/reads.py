@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from imhub.protocol.conversation import conv_ids, conv_key
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import Conv, ImMsg, MsgType, UnreadChat
 from imhub.service.chat import ChatService
 from imhub.service.conversations import Membership
 from imhub.service.delivery import Delivery
-from imhub.service.sessions import Session
+from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage import reads
-from imhub.storage.conversations import conv_ids
 from imhub.storage.reads import ConvState, MoveReads, ReadIn
 from imhub.storage.writer import BatchWriter
 
@@ -66,6 +66,7 @@ class ReadService:
         delivery: Delivery,
         chat: ChatService,
         move_reads: MoveReads,
+        registry: SessionRegistry,
     ) -> None:
         self._engine = engine
         self._writer = writer
@@ -73,12 +74,13 @@ class ReadService:
         self._delivery = delivery
         self._chat = chat
         self._move = move_reads
+        self._registry = registry
 
     async def chat_enter(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 5: show this conversation here and read everything in it."""
         assert session.user_id is not None
         conv = await self._membership.conv_of(session.user_id, msg)
-        session.enter(conv)
+        self._registry.enter(session, conv)
         seq = await self._read(session, conv, None)
         session.reply(
             addressed(ImMsg(msg_type=MsgType.CHAT_ENTER, code=ErrorCode.OK, seq=seq), conv)
@@ -86,10 +88,10 @@ class ReadService:
 
     def chat_quit(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 6: messages of this conversation reach this connection as notices."""
-        conv = msg.chat_id or (-msg.team_id if msg.team_id else 0)
+        conv = conv_key(msg.chat_id, msg.team_id)
         if not conv:
             raise ImError(ErrorCode.BAD_REQUEST, "chatId or teamId is required")
-        session.quit(conv)
+        self._registry.quit(session, conv)
         session.reply(addressed(ImMsg(msg_type=MsgType.CHAT_QUIT, code=ErrorCode.OK), conv))
 
     async def read(self, session: Session, msg: ImMsg) -> None:

@@ -10,7 +10,7 @@ to the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any, Protocol
 
 from imhub.protocol import codec
@@ -97,15 +97,6 @@ class Session:
         self.request_id: str | None = None
         self.inflight: InFlight | None = None  # sends not yet answered, made on first send
 
-    def enter(self, conv: int) -> None:
-        if not isinstance(self.entered, set):
-            self.entered = set()
-        self.entered.add(conv)
-
-    def quit(self, conv: int) -> None:
-        if isinstance(self.entered, set):
-            self.entered.discard(conv)
-
     def deliver(self, conv: int, seq: int, payload: bytes) -> None:
         """Write a live message of a conversation, once, in sequence order."""
         if self.closed:
@@ -181,10 +172,14 @@ class Session:
 
 
 class SessionRegistry:
-    """Who is online, on which connections, and which chats those connections show."""
+    """Who is online, on which connections, and which conversations those connections show.
+
+    ``viewers`` indexes, per conversation, the users with a connection showing it, so that
+    storing a message in a group of thousands looks only at those, not at every member."""
 
     def __init__(self) -> None:
         self._by_user: dict[int, list[Session]] = {}
+        self._viewers: dict[int, dict[int, int]] = {}  # conv -> user -> connections showing it
 
     def add(self, session: Session) -> None:
         assert session.user_id is not None
@@ -198,6 +193,31 @@ class SessionRegistry:
             sessions.remove(session)
             if not sessions:
                 del self._by_user[session.user_id]
+            for conv in list(session.entered):
+                self.quit(session, conv)
+
+    def enter(self, session: Session, conv: int) -> None:
+        """The connection shows ``conv`` (chat_enter)."""
+        if session.closed or session.user_id is None or conv in session.entered:
+            return
+        if not isinstance(session.entered, set):
+            session.entered = set()
+        session.entered.add(conv)
+        users = self._viewers.setdefault(conv, {})
+        users[session.user_id] = users.get(session.user_id, 0) + 1
+
+    def quit(self, session: Session, conv: int) -> None:
+        """The connection no longer shows ``conv`` (chat_quit, or it closed)."""
+        if session.user_id is None or conv not in session.entered:
+            return
+        assert isinstance(session.entered, set)
+        session.entered.discard(conv)
+        users = self._viewers[conv]
+        users[session.user_id] -= 1
+        if not users[session.user_id]:
+            del users[session.user_id]
+            if not users:
+                del self._viewers[conv]
 
     def sessions_of(self, user_id: int) -> list[Session]:
         return self._by_user.get(user_id, [])
@@ -205,5 +225,6 @@ class SessionRegistry:
     def online(self, user_id: int) -> bool:
         return user_id in self._by_user
 
-    def in_chat(self, user_id: int, conv: int) -> bool:
-        return any(conv in s.entered for s in self._by_user.get(user_id, ()))
+    def viewers(self, conv: int) -> Collection[int]:
+        """Users with a connection showing ``conv``."""
+        return self._viewers.get(conv, {}).keys()

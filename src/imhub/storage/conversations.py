@@ -2,7 +2,7 @@
 sequence numbers, the sequence allocator and read positions.
 
 A conversation is a one-to-one chat (``chat_id``) or a group (``team_id``); internally one int
-key holds either: ``chat_id`` for a chat, ``-team_id`` for a group. Every message, recall and
+key holds either (``protocol.conversation``). Every message, recall and
 group event in a conversation gets the next sequence number of that conversation, assigned in
 the batched writer; each member's read position is the highest sequence they have read.
 """
@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imhub.protocol.conversation import conv_key
 from imhub.storage.bulk import Script
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
 
@@ -37,15 +38,6 @@ team_msg_t = team_msg_table
 PERSON = 0  # chat.event_type of a one-to-one chat
 TEAM = 1  # chat.event_type of a group member row
 CHAT_MSG = 3  # msg_type of an ordinary message (the protocol's chat)
-
-
-def conv_key(chat_id: int | None, team_id: int | None) -> int:
-    return -team_id if team_id else (chat_id or 0)
-
-
-def conv_ids(conv: int) -> tuple[int, int]:
-    """(chat_id, team_id) of a conversation key; the other one is 0."""
-    return (0, -conv) if conv < 0 else (conv, 0)
 
 
 @dataclass(slots=True)

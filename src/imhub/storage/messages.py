@@ -8,13 +8,14 @@ however many members the group has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imhub.protocol.conversation import conv_ids
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.bulk import Script, select_where_pairs_in
 from imhub.storage.chats import Pairs, pair
@@ -24,7 +25,6 @@ from imhub.storage.conversations import (
     MsgRow,
     Sequences,
     advance_reads,
-    conv_ids,
     in_conv,
     insert_rows,
     msg_table,
@@ -65,22 +65,22 @@ class Stored:
 
 
 class StoreMessages:
-    """Writer kind: store a run of messages. ``in_chat(user_id, conv)`` says whether the user
-    has a connection showing the conversation now; for them the message is read at once."""
+    """Writer kind: store a run of messages. ``viewers(conv)`` are the users with a connection
+    showing the conversation now; for those who are members the message is read at once."""
 
     def __init__(
         self,
         pairs: Pairs,
         teams: Teams,
         sequences: Sequences,
-        in_chat: Callable[[int, int], bool],
+        viewers: Callable[[int], Collection[int]],
         users: KnownUsers | None = None,
     ) -> None:
         self._users = users or KnownUsers()
         self._pairs = pairs
         self._teams = teams
         self._seqs = sequences
-        self._in_chat = in_chat
+        self._viewers = viewers
 
     async def run(self, conn: AsyncConnection, items: Sequence[MsgIn]) -> list[Stored | ImError]:
         results: list[Stored | ImError | None] = [None] * len(items)
@@ -133,7 +133,7 @@ class StoreMessages:
             conv = -m.team_id if m.team_id else chat_ids[pair(m.from_user_id, m.to_user_id)]
             seq = await self._seqs.next(conn, conv)
             readers = tuple(
-                u for u in audience[i] if u != m.from_user_id and self._in_chat(u, conv)
+                u for u in self._viewers(conv) if u != m.from_user_id and u in audience[i]
             )
             moves.extend((u, conv, seq) for u in readers)
             chat_id, team_id = conv_ids(conv)

@@ -64,7 +64,6 @@ class BatchWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.batches = 0  # committed transactions, for tests and metrics
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="imhub-writer")
@@ -133,7 +132,6 @@ class BatchWriter:
         async with self._engine.begin() as conn:
             for kind, run in groupby(jobs, key=lambda j: j.kind):
                 results.extend(await kind.run(conn, [j.item for j in run]))
-        self.batches += 1
         return results
 
     @staticmethod
