@@ -127,21 +127,30 @@ async def select_where_pairs_in(
     keys: Sequence[tuple[Any, Any]],
     chunk: int = 500,
 ) -> list[tuple[Any, ...]]:
-    """Rows whose two ``key_columns`` match one of ``keys``: ``(a, b) IN ((?, ?), …)``.
+    """Rows whose two ``key_columns`` match one of ``keys``, found through their index.
 
     ``columns`` (a module-level list of one table's columns, labels allowed) is compiled once;
     SQLAlchemy's expanding tuple-IN renders each key as a bound expression, which costs more
-    than the query."""
+    than the query. SQLite answers ``(a, b) IN ((?, ?), …)`` by scanning the whole index, so
+    there the keys are a ``VALUES`` list joined to the table (one index search per key)."""
     if not keys:
         return []
-    quote = conn.dialect.identifier_preparer.quote
-    head, _, _ = _compile(columns, lambda: select(*columns).select_from(table), conn.dialect)
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    head, _, _ = _compile(columns, lambda: select(*columns).select_from(table), dialect)
     a, b = (quote(k) for k in key_columns)
+    t = quote(table.name)
     out: list[tuple[Any, ...]] = []
     for start in range(0, len(keys), chunk):
         part = keys[start : start + chunk]
-        groups = ", ".join(_group(conn.dialect.paramstyle, 2 * i, 2) for i in range(len(part)))
-        sql = f"{head} WHERE ({a}, {b}) IN ({groups})"
+        groups = ", ".join(_group(dialect.paramstyle, 2 * i, 2) for i in range(len(part)))
+        if dialect.name == "sqlite":
+            sql = (
+                f"WITH k(a, b) AS (VALUES {groups}) {head} "
+                f"JOIN k ON {t}.{a} = k.a AND {t}.{b} = k.b"
+            )
+        else:
+            sql = f"{head} WHERE ({a}, {b}) IN ({groups})"
         result = await conn.exec_driver_sql(sql, tuple(v for key in part for v in key))
         out.extend(tuple(r) for r in result)
     return out

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ImError
+from imhub.storage.bulk import select_where_pairs_in
 from imhub.storage.conversations import PERSON
 from imhub.storage.models import chat_table
 
@@ -38,6 +39,12 @@ def pair(a: int, b: int) -> tuple[int, int]:
     return (a, b) if a < b else (b, a)
 
 
+_PAIR_COLUMNS = [
+    chat_t.c.from_user_id, chat_t.c.to_user_id, chat_t.c.chat_id, chat_t.c.event_type,
+    chat_t.c.team_id,
+]  # fmt: skip
+
+
 class Pairs:
     """Pair → chat id, created on first use inside the writer's transaction; cached."""
 
@@ -52,15 +59,12 @@ class Pairs:
         missing = pairs - known.keys()
         if not missing:
             return known
-        found = await conn.execute(
-            select(chat_t.c.from_user_id, chat_t.c.to_user_id, chat_t.c.chat_id).where(
-                chat_t.c.event_type == PERSON,
-                chat_t.c.team_id == 0,
-                tuple_(chat_t.c.from_user_id, chat_t.c.to_user_id).in_(missing),
-            )
+        found = await select_where_pairs_in(
+            conn, _PAIR_COLUMNS, chat_t, ("from_user_id", "to_user_id"), sorted(missing)
         )
-        for a, b, chat_id in found:
-            known[(a, b)] = chat_id
+        for a, b, chat_id, event_type, team_id in found:
+            if event_type == PERSON and team_id == 0:
+                known[(a, b)] = chat_id
         for a, b in missing - known.keys():
             known[(a, b)] = (
                 await conn.execute(

@@ -105,8 +105,6 @@ class PersonMsg(Audited, Base):
     __table_args__ = (
         UniqueConstraint("from_user_id", "msg_id_client", name="uq_person_msg_client_id"),
         UniqueConstraint("chat_id", "seq", name="uq_person_msg_seq"),
-        Index("ix_person_msg_to_user_id", "to_user_id"),
-        Index("ix_person_msg_from_user_id", "from_user_id"),
     )
 
 
