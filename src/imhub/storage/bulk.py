@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import aiosqlite
@@ -72,12 +74,10 @@ class Script:
         quote = self._dialect.identifier_preparer.quote
         head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
         tail = f" RETURNING {', '.join(quote(c) for c in returning)}"
-        n = len(columns)
-        style = self._dialect.paramstyle
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            groups = ", ".join(_group(style, i * n, n) for i in range(len(part)))
-            params = tuple(v for row in part for v in row)
+            groups = _groups(self._dialect.paramstyle, len(part), len(columns))
+            params = tuple(chain.from_iterable(part))
             self._steps.append((head + groups + tail, params, False, out))
         return out
 
@@ -103,6 +103,12 @@ class Script:
                 rows = db.execute(sql, params).fetchall()
                 if out is not None:
                     out.extend(tuple(r) for r in rows)
+
+
+@lru_cache(maxsize=256)
+def _groups(paramstyle: str, rows: int, n: int) -> str:
+    """``rows`` groups of ``n`` placeholders each, numbered on for numbered styles."""
+    return ", ".join(_group(paramstyle, i * n, n) for i in range(rows))
 
 
 def _group(paramstyle: str, offset: int, n: int) -> str:
@@ -143,7 +149,7 @@ async def select_where_pairs_in(
     out: list[tuple[Any, ...]] = []
     for start in range(0, len(keys), chunk):
         part = keys[start : start + chunk]
-        groups = ", ".join(_group(dialect.paramstyle, 2 * i, 2) for i in range(len(part)))
+        groups = _groups(dialect.paramstyle, len(part), 2)
         if dialect.name == "sqlite":
             sql = (
                 f"WITH k(a, b) AS (VALUES {groups}) {head} "
@@ -151,6 +157,6 @@ async def select_where_pairs_in(
             )
         else:
             sql = f"{head} WHERE ({a}, {b}) IN ({groups})"
-        result = await conn.exec_driver_sql(sql, tuple(v for key in part for v in key))
+        result = await conn.exec_driver_sql(sql, tuple(chain.from_iterable(part)))
         out.extend(tuple(r) for r in result)
     return out

@@ -10,9 +10,9 @@ the batched writer; each member's read position is the highest sequence they hav
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     BindParameter,
     ColumnClause,
@@ -40,11 +40,11 @@ TEAM = 1  # chat.event_type of a group member row
 CHAT_MSG = 3  # msg_type of an ordinary message (the protocol's chat)
 
 
-@dataclass(slots=True)
-class MsgRow:
+class MsgRow(msgspec.Struct, gc=False):
     """A stored message or event, as both kinds of conversation hold it. Not to be changed
     once stored (``insert_rows`` fills in ``msg_id_server``; copying a row per message costs
-    more than the rest of storing it)."""
+    more than the rest of storing it). A ``msgspec.Struct``: made for every message, and
+    about ten times cheaper to create than a dataclass."""
 
     chat_id: int  # 0 in a group
     team_id: int  # 0 in a one-to-one chat
@@ -226,24 +226,40 @@ class Sequences:
         self._dirty: set[int] = set()
         self._cache_max = cache_max
 
-    async def last(self, conn: AsyncConnection, conv: int) -> int:
-        value = self._last.get(conv)
-        if value is None:
-            if conv < 0:
-                stmt = select(team_t.c.last_seq).where(team_t.c.team_id == -conv)
-            else:
-                stmt = select(chat_t.c.last_seq).where(chat_t.c.chat_id == conv)
-            value = int((await conn.execute(stmt)).scalar() or 0)
-            if len(self._last) >= self._cache_max:
-                self._last = {k: v for k, v in self._last.items() if k in self._dirty}
-            self._last[conv] = value
-        return value
+    async def load(self, conn: AsyncConnection, convs: Iterable[int]) -> None:
+        """Make sure the last numbers of ``convs`` are known (one query per kind for those
+        not cached), so that ``bump`` can hand out the next ones without waiting."""
+        missing = {c for c in convs if c not in self._last}
+        if not missing:
+            return
+        if len(self._last) + len(missing) > self._cache_max:
+            self._last = {k: v for k, v in self._last.items() if k in self._dirty}
+        for team, table, key in (
+            (False, chat_t, chat_t.c.chat_id),
+            (True, team_t, team_t.c.team_id),
+        ):
+            ids = [-c if team else c for c in missing if (c < 0) == team]
+            if ids:
+                found = dict(
+                    (await conn.execute(select(key, table.c.last_seq).where(key.in_(ids)))).all()
+                )
+                for i in ids:
+                    self._last[-i if team else i] = int(found.get(i) or 0)
 
-    async def next(self, conn: AsyncConnection, conv: int) -> int:
-        value = await self.last(conn, conv) + 1
+    async def last(self, conn: AsyncConnection, conv: int) -> int:
+        await self.load(conn, (conv,))
+        return self._last[conv]
+
+    def bump(self, conv: int) -> int:
+        """The next number of a conversation ``load`` made known."""
+        value = self._last[conv] + 1
         self._last[conv] = value
         self._dirty.add(conv)
         return value
+
+    async def next(self, conn: AsyncConnection, conv: int) -> int:
+        await self.load(conn, (conv,))
+        return self.bump(conv)
 
     def save(self, script: Script) -> None:
         """Add to ``script`` the writes of the numbers allocated in this transaction."""

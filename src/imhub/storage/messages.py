@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import msgspec
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,8 +42,7 @@ from imhub.storage.writer import each
 RECALL_MSG = 10  # msg_type of a recall event (the protocol's recall)
 
 
-@dataclass(slots=True, frozen=True)
-class MsgIn:
+class MsgIn(msgspec.Struct, frozen=True, gc=False):
     """A message as its sender gave it, with the server's acceptance time."""
 
     from_user_id: int
@@ -56,8 +56,7 @@ class MsgIn:
     send_time: int
 
 
-@dataclass(slots=True, frozen=True)
-class Stored:
+class Stored(msgspec.Struct, frozen=True, gc=False):
     row: MsgRow
     duplicate: bool  # stored earlier under the same (sender, msgIdClient): deliver nothing
     audience: frozenset[int] = frozenset()  # who receives it: both users, or the members
@@ -83,16 +82,18 @@ class StoreMessages:
         self._viewers = viewers
 
     async def run(self, conn: AsyncConnection, items: Sequence[MsgIn]) -> list[Stored | ImError]:
+        # Every message passes the loops below: they are written for speed (no awaits, no
+        # per-message objects beyond the row and its result).
         results: list[Stored | ImError | None] = [None] * len(items)
         earlier = await _earlier(conn, items)
         recipients = await self._users.existing(
             conn, {m.to_user_id for m in items if not m.team_id}
         )
         first_of: dict[tuple[bool, int, str], int] = {}
-        fresh: list[int] = []
-        audience: dict[int, frozenset[int]] = {}
+        fresh: list[tuple[int, int, frozenset[int]]] = []  # (index, conversation, audience)
+        pairs: set[tuple[int, int]] = set()
         for i, m in enumerate(items):
-            key = (bool(m.team_id), m.from_user_id, m.msg_id_client)
+            key = (m.team_id != 0, m.from_user_id, m.msg_id_client)
             if key in earlier:
                 results[i] = Stored(earlier[key], True)
                 continue
@@ -108,69 +109,54 @@ class StoreMessages:
                         ErrorCode.FORBIDDEN, f"you are not a member of group {m.team_id}"
                     )
                     continue
-                audience[i] = info.members
+                fresh.append((i, -m.team_id, info.members))
             elif m.to_user_id not in recipients:
                 results[i] = ImError(ErrorCode.NOT_FOUND, f"user {m.to_user_id} does not exist")
                 continue
             else:
-                audience[i] = frozenset((m.from_user_id, m.to_user_id))
+                p = pair(m.from_user_id, m.to_user_id)
+                pairs.add(p)
+                fresh.append((i, 0, frozenset(p)))
             first_of[key] = i
-            fresh.append(i)
 
-        chat_ids = await self._pairs.chat_ids(
-            conn,
-            {
-                pair(items[i].from_user_id, items[i].to_user_id)
-                for i in fresh
-                if not items[i].team_id
-            },
-        )
+        chat_ids = await self._pairs.chat_ids(conn, pairs)
+        convs = [conv or chat_ids[pair(items[i].from_user_id, items[i].to_user_id)]
+                 for i, conv, _ in fresh]  # fmt: skip
+        seqs = self._seqs
+        await seqs.load(conn, convs)
+        viewers = self._viewers
         rows: list[MsgRow] = []
         readers_of: list[tuple[int, ...]] = []
         moves: list[tuple[int, int, int]] = []
-        for i in fresh:
+        for (i, _, audience), conv in zip(fresh, convs, strict=True):
             m = items[i]
-            conv = -m.team_id if m.team_id else chat_ids[pair(m.from_user_id, m.to_user_id)]
-            seq = await self._seqs.next(conn, conv)
-            readers = tuple(
-                u for u in self._viewers(conv) if u != m.from_user_id and u in audience[i]
-            )
-            moves.extend((u, conv, seq) for u in readers)
+            seq = seqs.bump(conv)
+            shown = viewers(conv)
+            readers: tuple[int, ...] = ()
+            if shown:
+                readers = tuple(u for u in shown if u != m.from_user_id and u in audience)
+                moves.extend((u, conv, seq) for u in readers)
             chat_id, team_id = conv_ids(conv)
-            rows.append(
-                MsgRow(
-                    chat_id=chat_id,
-                    team_id=team_id,
-                    seq=seq,
-                    msg_id_server=0,
-                    msg_type=CHAT_MSG,
-                    ref_seq=0,
-                    from_user_id=m.from_user_id,
-                    to_user_id=m.to_user_id,
-                    client_type=m.client_type,
-                    body_type=m.body_type,
-                    body=m.body,
-                    voice_time=m.voice_time,
-                    msg_id_client=m.msg_id_client,
-                    send_time=m.send_time,
-                    recalled=False,
-                )
-            )
+            row = MsgRow(
+                chat_id, team_id, seq, 0, CHAT_MSG, 0,
+                m.from_user_id, m.to_user_id, m.client_type, m.body_type, m.body, m.voice_time,
+                m.msg_id_client, m.send_time, False,
+            )  # fmt: skip
+            rows.append(row)
             readers_of.append(readers)
         script = Script(conn.dialect)  # every write of the batch in one hand-off
         finish = insert_rows(script, rows)
-        self._seqs.save(script)
+        seqs.save(script)
         advance_reads(script, moves)
         await script.run(conn)
-        stored = finish()
-        for i, row, readers in zip(fresh, stored, readers_of, strict=True):
-            results[i] = Stored(row, False, audience[i], readers)
+        for (i, _, audience), row, readers in zip(fresh, finish(), readers_of, strict=True):
+            results[i] = Stored(row, False, audience, readers)
         for i, m in enumerate(items):
             if results[i] is None:
-                first = results[first_of[(bool(m.team_id), m.from_user_id, m.msg_id_client)]]
+                first = results[first_of[(m.team_id != 0, m.from_user_id, m.msg_id_client)]]
                 assert isinstance(first, Stored)
                 results[i] = Stored(first.row, True)
-        return [r for r in results if r is not None]
+        return results  # type: ignore[return-value]  # every slot is filled by now
 
 
 async def _earlier(
