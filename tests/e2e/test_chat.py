@@ -81,6 +81,26 @@ async def test_repeats_inside_one_batch_are_stored_once(server: ServerProcess) -
     assert server.count("select count(*) from person_msg where from_user_id=?", alice) == 1
 
 
+async def test_a_retry_among_new_messages_leaves_no_gap(server: ServerProcess) -> None:
+    """A batch holding a message stored before is undone and stored again without it: the
+    new messages still get the next sequence numbers, with no gap where the retry was."""
+    alice, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    first = await a.chat(bob, "old", "stored first")
+    for mid in ("new1", "old", "new2"):  # written back to back: they reach the writer together
+        await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": mid, "body": mid})
+    answers = {ans["msgIdClient"]: ans for ans in [await a.expect(4) for _ in range(3)]}
+    assert answers["old"]["msgIdServer"] == first["msgIdServer"]
+    assert answers["old"]["seq"] == first["seq"] == 1
+    assert sorted(answers[m]["seq"] for m in ("new1", "new2")) == [2, 3]
+    delivered = [await b.expect(7) for _ in range(3)]
+    assert [d["seq"] for d in delivered] == [1, 2, 3]
+    assert await b.silent()
+    with server.db() as db:
+        seqs = db.execute("select seq from person_msg where from_user_id=? order by seq", (alice,))
+        assert [s for (s,) in seqs] == [1, 2, 3]
+
+
 async def test_all_connections_of_a_user_receive(server: ServerProcess) -> None:
     alice, a = await server.online("alice")
     bob, phone = await server.online("bob", "tcp")

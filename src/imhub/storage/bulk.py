@@ -44,12 +44,20 @@ def _compile(
 class Script:
     """Write statements collected first and run together: on aiosqlite in one hand-off to its
     thread (plain ``sqlite3`` calls on the same connection and transaction), elsewhere one
-    driver call each. A batch of messages then costs one thread hop instead of a dozen."""
+    driver call each. A batch of messages then costs one thread hop instead of a dozen.
+
+    A script with an ``insert_new`` runs inside a savepoint: when a row it inserts collides
+    with a unique key, everything the script did is undone, the rest is not run and ``run``
+    returns False, so the caller can look the existing rows up and try again. Checking first
+    would cost a query per batch for the rare retried message."""
+
+    _SAVEPOINT = "imhub_script"
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        # (sql, params, many, where the returned rows go or None)
-        self._steps: list[tuple[str, Any, bool, list[tuple[Any, ...]] | None]] = []
+        # (sql, params, many, where the returned rows go or None, rows expected back or None)
+        self._steps: list[tuple[str, Any, bool, list[tuple[Any, ...]] | None, int | None]] = []
+        self._guarded = False
 
     def execute_many(self, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
         """``stmt`` (a module-level statement with named bind parameters) once per row."""
@@ -57,7 +65,7 @@ class Script:
             return
         sql, order, constants = _compile(stmt, lambda: stmt, self._dialect)
         params = [tuple(row[k] if k in row else constants[k] for k in order) for row in rows]
-        self._steps.append((sql, params, True, None))
+        self._steps.append((sql, params, True, None, None))
 
     def insert_returning(
         self,
@@ -70,39 +78,97 @@ class Script:
         """Insert ``rows`` (tuples in ``columns`` order; give every NOT NULL column) with
         multi-row statements. Returns a list that ``run`` fills with the ``returning`` columns
         of every row, in no particular order."""
+        return self._insert(table, columns, rows, returning, chunk, new_only=False)
+
+    def insert_new(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        returning: Sequence[str],
+        chunk: int = 500,
+    ) -> list[tuple[Any, ...]]:
+        """``insert_returning`` for rows that must not exist yet: if one does (a unique key
+        collides), the whole script is undone and ``run`` returns False."""
+        self._guarded = True
+        return self._insert(table, columns, rows, returning, chunk, new_only=True)
+
+    def _insert(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        returning: Sequence[str],
+        chunk: int,
+        new_only: bool,
+    ) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
         quote = self._dialect.identifier_preparer.quote
-        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
-        tail = f" RETURNING {', '.join(quote(c) for c in returning)}"
+        verb, skip = _skip_conflicts(self._dialect.name) if new_only else ("INSERT INTO", "")
+        head = f"{verb} {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
+        tail = f"{skip} RETURNING {', '.join(quote(c) for c in returning)}"
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             groups = _groups(self._dialect.paramstyle, len(part), len(columns))
             params = tuple(chain.from_iterable(part))
-            self._steps.append((head + groups + tail, params, False, out))
+            expect = len(part) if new_only else None
+            self._steps.append((head + groups + tail, params, False, out, expect))
         return out
 
-    async def run(self, conn: AsyncConnection) -> None:
+    async def run(self, conn: AsyncConnection) -> bool:
+        """Run the steps; False when an ``insert_new`` collided and the script was undone."""
         if not self._steps:
-            return
+            return True
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         if isinstance(driver, aiosqlite.Connection):
             # aiosqlite's own thread, with the connection it holds for SQLAlchemy.
-            await driver._execute(self._run_sqlite, driver._conn)  # type: ignore[no-untyped-call]
-            return
-        for sql, params, _many, out in self._steps:
+            done = await driver._execute(self._run_sqlite, driver._conn)  # type: ignore[no-untyped-call]
+            return bool(done)
+        if self._guarded:
+            await conn.exec_driver_sql(f"SAVEPOINT {self._SAVEPOINT}")
+        for sql, params, _many, out, expect in self._steps:
             result = await conn.exec_driver_sql(sql, params)
             if out is not None:
-                out.extend(tuple(r) for r in result)
+                rows = [tuple(r) for r in result]
+                out.extend(rows)
+                if expect is not None and len(rows) < expect:
+                    await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self._SAVEPOINT}")
+                    await conn.exec_driver_sql(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
+                    return False
+        if self._guarded:
+            await conn.exec_driver_sql(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
+        return True
 
-    def _run_sqlite(self, db: sqlite3.Connection) -> None:
-        for sql, params, many, out in self._steps:
+    def _run_sqlite(self, db: sqlite3.Connection) -> bool:
+        if self._guarded:
+            if not db.in_transaction:
+                # Outside a transaction a savepoint opens one, and releasing it would commit
+                # this script apart from the rest of the writer's batch.
+                db.execute("BEGIN")
+            db.execute(f"SAVEPOINT {self._SAVEPOINT}")
+        for sql, params, many, out, expect in self._steps:
             if many:
                 db.executemany(sql, params)
-            else:
-                rows = db.execute(sql, params).fetchall()
-                if out is not None:
-                    out.extend(tuple(r) for r in rows)
+                continue
+            rows = db.execute(sql, params).fetchall()
+            if out is not None:
+                out.extend(tuple(r) for r in rows)
+            if expect is not None and len(rows) < expect:
+                db.execute(f"ROLLBACK TO SAVEPOINT {self._SAVEPOINT}")
+                db.execute(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
+                return False
+        if self._guarded:
+            db.execute(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
+        return True
+
+
+def _skip_conflicts(dialect: str) -> tuple[str, str]:
+    """How a dialect inserts rows skipping those that collide with a unique key: the verb,
+    and the clause before ``RETURNING``."""
+    if dialect in ("mysql", "mariadb"):
+        return "INSERT IGNORE INTO", ""
+    return "INSERT INTO", " ON CONFLICT DO NOTHING"  # SQLite, PostgreSQL
 
 
 @lru_cache(maxsize=256)

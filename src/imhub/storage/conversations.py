@@ -119,9 +119,12 @@ def _values(row: MsgRow) -> tuple[Any, ...]:
     return (row.chat_id, row.to_user_id, *common)
 
 
-def insert_rows(script: Script, rows: list[MsgRow]) -> Callable[[], list[MsgRow]]:
+def insert_rows(
+    script: Script, rows: list[MsgRow], new_only: bool = False
+) -> Callable[[], list[MsgRow]]:
     """Add the inserts of new rows to ``script`` (one multi-row statement per table); after the
-    script ran, the returned function gives each row its id and returns the rows.
+    script ran, the returned function gives each row its id and returns the rows. With
+    ``new_only``, a row that collides with a unique key undoes the script (``Script.insert_new``).
 
     Ids are matched by (conversation, seq), which is unique, so the database may return them
     in any order (asking for parameter order makes SQLAlchemy send one statement per row on
@@ -130,7 +133,8 @@ def insert_rows(script: Script, rows: list[MsgRow]) -> Callable[[], list[MsgRow]
     for team in (False, True):
         part = [_values(r) for r in rows if bool(r.team_id) == team]
         if part:
-            out = script.insert_returning(
+            insert = script.insert_new if new_only else script.insert_returning
+            out = insert(
                 team_msg_t if team else person_t,
                 _TEAM_COLUMNS if team else _PERSON_COLUMNS,
                 part,
@@ -260,6 +264,15 @@ class Sequences:
     async def next(self, conn: AsyncConnection, conv: int) -> int:
         await self.load(conn, (conv,))
         return self.bump(conv)
+
+    def current(self, convs: Iterable[int]) -> dict[int, int]:
+        """The last numbers of ``convs`` (known through ``load``), for ``take_back``."""
+        last = self._last
+        return {c: last[c] for c in convs}
+
+    def take_back(self, current: dict[int, int]) -> None:
+        """Undo the numbers handed out since ``current`` was taken: their rows were undone."""
+        self._last.update(current)
 
     def save(self, script: Script) -> None:
         """Add to ``script`` the writes of the numbers allocated in this transaction."""

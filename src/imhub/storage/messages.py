@@ -82,10 +82,26 @@ class StoreMessages:
         self._viewers = viewers
 
     async def run(self, conn: AsyncConnection, items: Sequence[MsgIn]) -> list[Stored | ImError]:
+        """Store the batch as if every message were new (the unique key on (sender,
+        msgIdClient) catches copies stored before); if one was not, undo, look the earlier
+        copies up and store the rest."""
+        results = await self._store(conn, items, {}, new_only=True)
+        if results is None:
+            results = await self._store(conn, items, await _earlier(conn, items), new_only=False)
+            assert results is not None  # a plain insert raises instead of colliding
+        return results
+
+    async def _store(
+        self,
+        conn: AsyncConnection,
+        items: Sequence[MsgIn],
+        earlier: dict[tuple[bool, int, str], MsgRow],
+        new_only: bool,
+    ) -> list[Stored | ImError] | None:
+        """None, with nothing stored, when ``new_only`` and a message was stored before."""
         # Every message passes the loops below: they are written for speed (no awaits, no
         # per-message objects beyond the row and its result).
         results: list[Stored | ImError | None] = [None] * len(items)
-        earlier = await _earlier(conn, items)
         recipients = await self._users.existing(
             conn, {m.to_user_id for m in items if not m.team_id}
         )
@@ -124,6 +140,7 @@ class StoreMessages:
                  for i, conv, _ in fresh]  # fmt: skip
         seqs = self._seqs
         await seqs.load(conn, convs)
+        before = seqs.current(set(convs))
         viewers = self._viewers
         rows: list[MsgRow] = []
         readers_of: list[tuple[int, ...]] = []
@@ -145,10 +162,12 @@ class StoreMessages:
             rows.append(row)
             readers_of.append(readers)
         script = Script(conn.dialect)  # every write of the batch in one hand-off
-        finish = insert_rows(script, rows)
+        finish = insert_rows(script, rows, new_only)
         seqs.save(script)
         advance_reads(script, moves)
-        await script.run(conn)
+        if not await script.run(conn):
+            seqs.take_back(before)
+            return None
         for (i, _, audience), row, readers in zip(fresh, finish(), readers_of, strict=True):
             results[i] = Stored(row, False, audience, readers)
         for i, m in enumerate(items):
