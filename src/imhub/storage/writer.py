@@ -64,6 +64,9 @@ class BatchWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # The writer's own connection, kept between batches: checking one out of the pool
+        # and resetting it on return cost more than a small batch's writes.
+        self._conn: AsyncConnection | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="imhub-writer")
@@ -104,6 +107,12 @@ class BatchWriter:
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
     async def _run(self) -> None:
         while True:
@@ -128,10 +137,17 @@ class BatchWriter:
                     log.exception("write callback failed")
 
     async def _apply(self, jobs: list[_Job[Any, Any]]) -> list[Any]:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        conn = self._conn
         results: list[Any] = []
-        async with self._engine.begin() as conn:
-            for kind, run in groupby(jobs, key=lambda j: j.kind):
-                results.extend(await kind.run(conn, [j.item for j in run]))
+        try:
+            async with conn.begin():
+                for kind, run in groupby(jobs, key=lambda j: j.kind):
+                    results.extend(await kind.run(conn, [j.item for j in run]))
+        except Exception:
+            await self._disconnect()  # the next batch starts on a fresh connection
+            raise
         return results
 
     @staticmethod
