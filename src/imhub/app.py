@@ -30,6 +30,7 @@ from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
 from imhub.storage.reads import MoveReads
 from imhub.storage.teams import ApplyTeamOps, Teams
+from imhub.storage.users import KnownUsers
 from imhub.storage.writer import BatchWriter
 
 log = logging.getLogger("imhub")
@@ -49,16 +50,16 @@ class App:
         self.auth = TokenAuthority(config.token_secret)
 
         # State the writer keeps between batches (caches of what only it changes).
-        sequences, pairs, teams = Sequences(), Pairs(), Teams()
+        sequences, pairs, teams, known_users = Sequences(), Pairs(), Teams(), KnownUsers()
         membership = Membership(engine, teams)
         delivery = Delivery(registry)
 
-        self.login = LoginService(engine, writer, registry, self.auth)
+        self.login = LoginService(engine, writer, registry, self.auth, known_users)
         self.chat = ChatService(
             writer,
             membership,
             delivery,
-            StoreMessages(pairs, teams, sequences, registry.viewers),
+            StoreMessages(pairs, teams, sequences, registry.viewers, known_users),
             Recall(teams, sequences),
             clock_ms,
             int(config.recall_window * 1000),

@@ -19,10 +19,10 @@ from imhub.service.auth import TokenAuthority
 from imhub.service.delivery import backlog_message, notice_message
 from imhub.service.reads import unread_list
 from imhub.service.sessions import Session, SessionRegistry
-from imhub.storage import users
 from imhub.storage.conversations import messages_between
 from imhub.storage.notices import ClaimOnLogin, LoginIn
 from imhub.storage.reads import ConvState
+from imhub.storage.users import KnownUsers
 from imhub.storage.writer import BatchWriter
 
 BACKLOG_PAGE = 500
@@ -36,21 +36,20 @@ class LoginService:
         writer: BatchWriter,
         registry: SessionRegistry,
         auth: TokenAuthority,
+        known_users: KnownUsers,
     ) -> None:
         self._engine = engine
         self._writer = writer
         self._registry = registry
         self._auth = auth
-        self._claim = ClaimOnLogin()
+        self._claim = ClaimOnLogin(known_users)
 
     async def login(self, session: Session, msg: ImMsg) -> None:
         if session.user_id is not None:
             raise ImError(ErrorCode.CONFLICT, "already logged in on this connection")
         if not msg.token:
             raise ImError(ErrorCode.UNAUTHORIZED, "token is required", close=True)
-        user_id = self._auth.verify(msg.token)
-        if await users.get_user(self._engine, user_id) is None:
-            raise ImError(ErrorCode.UNAUTHORIZED, f"user {user_id} does not exist", close=True)
+        user_id = self._auth.verify(msg.token)  # whether the user exists, the writer checks
         session.client_type = msg.from_client_type or 0
         session.hold()
 
@@ -65,6 +64,13 @@ class LoginService:
 
         try:
             snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))
+        except ImError:  # refused (an unknown user): it never joined, nothing was held for it
+            session.release_held()
+            raise
+        except BaseException:
+            session.close()
+            raise
+        try:
             if session.user_id is None:
                 return  # the connection closed while logging in
             session.reply(

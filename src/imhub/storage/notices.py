@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.models import notice_table, notice_target_table
-from imhub.storage.reads import ConvState, conversations
-from imhub.storage.users import existing_users
+from imhub.storage.reads import ConvState, conversations_of
+from imhub.storage.users import KnownUsers, existing_users
 
 notice_t = notice_table
 target_t = notice_target_table
@@ -103,41 +103,68 @@ class LoginSnapshot:
     notices: list[NoticeRow]  # pending notices, now claimed by this login
 
 
+_PENDING = (
+    select(
+        target_t.c.to_user_id,
+        target_t.c.notice_target_id,
+        notice_t.c.notice_id,
+        notice_t.c.from_user_id,
+        notice_t.c.body_type,
+        notice_t.c.body,
+        notice_t.c.send_time,
+    )
+    .join(notice_t, notice_t.c.notice_id == target_t.c.notice_id)
+    .where(
+        target_t.c.to_user_id.in_(bindparam("users", expanding=True)),
+        target_t.c.delivered == False,  # noqa: E712 - SQL expression
+    )
+    .order_by(target_t.c.notice_target_id)
+)
+
+
 class ClaimOnLogin:
-    """Writer kind: the point in the write stream where a session comes online."""
+    """Writer kind: the point in the write stream where a session comes online.
+
+    A run of logins costs the same few queries as one (a login storm after a restart is
+    thousands at once): who exists, everyone's conversations, everyone's pending notices."""
+
+    def __init__(self, users: KnownUsers) -> None:
+        self._users = users
 
     async def run(
         self, conn: AsyncConnection, items: Sequence[LoginIn]
     ) -> list[LoginSnapshot | ImError]:
+        user_ids = {item.user_id for item in items}
+        known = await self._users.existing(conn, user_ids)
+        convs = await conversations_of(conn, known)
+        pending: dict[int, list[tuple[int, NoticeRow]]] = {u: [] for u in known}
+        if known:
+            for user_id, target_id, *notice in await conn.execute(
+                _PENDING, {"users": sorted(known)}
+            ):
+                pending[user_id].append((target_id, NoticeRow(*notice)))
+        claimed: list[int] = []
         results: list[LoginSnapshot | ImError] = []
         for item in items:
-            convs = await conversations(conn, item.user_id)
-            if not item.register(convs):
-                results.append(LoginSnapshot(convs, []))
+            if item.user_id not in known:
+                results.append(
+                    ImError(
+                        ErrorCode.UNAUTHORIZED, f"user {item.user_id} does not exist", close=True
+                    )
+                )
                 continue
-            rows = (
-                await conn.execute(
-                    select(
-                        target_t.c.notice_target_id,
-                        notice_t.c.notice_id,
-                        notice_t.c.from_user_id,
-                        notice_t.c.body_type,
-                        notice_t.c.body,
-                        notice_t.c.send_time,
-                    )
-                    .join(notice_t, notice_t.c.notice_id == target_t.c.notice_id)
-                    .where(
-                        target_t.c.to_user_id == item.user_id,
-                        target_t.c.delivered == False,  # noqa: E712 - SQL expression
-                    )
-                    .order_by(target_t.c.notice_target_id)
-                )
-            ).all()
-            if rows:
-                await conn.execute(
-                    update(target_t)
-                    .where(target_t.c.notice_target_id.in_([r[0] for r in rows]))
-                    .values(delivered=True)
-                )
-            results.append(LoginSnapshot(convs, [NoticeRow(*tuple(r)[1:]) for r in rows]))
+            mine = convs[item.user_id]
+            if not item.register(mine):
+                results.append(LoginSnapshot(mine, []))
+                continue
+            # The first connection of the user to come online takes what is pending.
+            notices, pending[item.user_id] = pending[item.user_id], []
+            claimed.extend(target_id for target_id, _ in notices)
+            results.append(LoginSnapshot(mine, [row for _, row in notices]))
+        if claimed:
+            await conn.execute(
+                update(target_t)
+                .where(target_t.c.notice_target_id.in_(claimed))
+                .values(delivered=True)
+            )
         return results

@@ -7,10 +7,11 @@ down per message, so the counts cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ImError
@@ -44,38 +45,40 @@ class ConvState:
     unread: int
 
 
-async def conversations(conn: AsyncConnection, user_id: int) -> list[ConvState]:
-    """Every conversation of a user (chats with a message, groups they are in)."""
+def _person_side(me: Any, peer: Any, my_read: Any, peer_read: Any) -> Select[Any]:
+    """The one-to-one chats of the users in ``:users`` on one side of the pair row (the
+    smaller id is ``from_user_id``), with unread counts."""
     c, m = chat_t, person_t
-    mine_is_from = c.c.from_user_id == user_id
-    my_read = case((mine_is_from, c.c.from_read_seq), else_=c.c.to_read_seq)
-    peer_read = case((mine_is_from, c.c.to_read_seq), else_=c.c.from_read_seq)
-    peer = case((mine_is_from, c.c.to_user_id), else_=c.c.from_user_id)
     unread = func.count(m.c.person_msg_id)
-    person_rows = await conn.execute(
-        select(c.c.chat_id, peer, c.c.last_seq, my_read, peer_read, unread)
+    return (
+        select(me, c.c.chat_id, peer, c.c.last_seq, my_read, peer_read, unread)
         .select_from(
             c.outerjoin(
                 m,
                 and_(
                     m.c.chat_id == c.c.chat_id,
                     m.c.seq > my_read,
-                    m.c.to_user_id == user_id,
+                    m.c.to_user_id == me,
                     m.c.msg_type == CHAT_MSG,
                     m.c.cancel_flag == False,  # noqa: E712 - SQL expression
                 ),
             )
         )
-        .where(
-            c.c.event_type == PERSON, (c.c.from_user_id == user_id) | (c.c.to_user_id == user_id)
-        )
-        .group_by(c.c.chat_id, peer, c.c.last_seq, my_read, peer_read)
-        .order_by(c.c.chat_id)
+        .where(c.c.event_type == PERSON, me.in_(bindparam("users", expanding=True)))
+        .group_by(me, c.c.chat_id, peer, c.c.last_seq, my_read, peer_read)
     )
-    t, tm = team_t, team_msg_t
-    team_rows = await conn.execute(
+
+
+def _teams_of_users() -> Select[Any]:
+    c, t, tm = chat_t, team_t, team_msg_t
+    return (
         select(
-            t.c.team_id, t.c.team_name, t.c.last_seq, c.c.to_read_seq, func.count(tm.c.team_msg_id)
+            c.c.to_user_id,
+            t.c.team_id,
+            t.c.team_name,
+            t.c.last_seq,
+            c.c.to_read_seq,
+            func.count(tm.c.team_msg_id),
         )
         .select_from(
             c.join(t, t.c.team_id == c.c.team_id).outerjoin(
@@ -83,7 +86,7 @@ async def conversations(conn: AsyncConnection, user_id: int) -> list[ConvState]:
                 and_(
                     tm.c.team_id == c.c.team_id,
                     tm.c.seq > c.c.to_read_seq,
-                    tm.c.from_user_id != user_id,
+                    tm.c.from_user_id != c.c.to_user_id,
                     tm.c.msg_type == CHAT_MSG,
                     tm.c.cancel_flag == False,  # noqa: E712
                 ),
@@ -91,20 +94,44 @@ async def conversations(conn: AsyncConnection, user_id: int) -> list[ConvState]:
         )
         .where(
             c.c.event_type == TEAM,
-            c.c.to_user_id == user_id,
+            c.c.to_user_id.in_(bindparam("users", expanding=True)),
             c.c.delete_flag == False,  # noqa: E712
             t.c.delete_flag == False,  # noqa: E712
         )
-        .group_by(t.c.team_id, t.c.team_name, t.c.last_seq, c.c.to_read_seq)
+        .group_by(c.c.to_user_id, t.c.team_id, t.c.team_name, t.c.last_seq, c.c.to_read_seq)
         .order_by(t.c.team_id)
     )
-    return [
-        ConvState(chat_id, 0, peer_id, "", last, read, peer_seq, n)
-        for chat_id, peer_id, last, read, peer_seq, n in person_rows
-    ] + [
-        ConvState(0, team_id, 0, name, last, read, 0, n)
-        for team_id, name, last, read, n in team_rows
-    ]
+
+
+# Built once: building these per login cost more than running them.
+_c = chat_t.c
+_PERSON_FROM = _person_side(_c.from_user_id, _c.to_user_id, _c.from_read_seq, _c.to_read_seq)
+_PERSON_TO = _person_side(_c.to_user_id, _c.from_user_id, _c.to_read_seq, _c.from_read_seq)
+_TEAMS = _teams_of_users()
+
+
+async def conversations_of(
+    conn: AsyncConnection, user_ids: Collection[int]
+) -> dict[int, list[ConvState]]:
+    """Every conversation (chats with a message, groups they are in) of each of ``user_ids``,
+    one-to-one chats first, each kind in id order: three queries however many users."""
+    found: dict[int, list[ConvState]] = {u: [] for u in user_ids}
+    if not found:
+        return found
+    users = {"users": sorted(found)}
+    for stmt in (_PERSON_FROM, _PERSON_TO):
+        for me, chat_id, peer_id, last, read, peer_seq, n in await conn.execute(stmt, users):
+            found[me].append(ConvState(chat_id, 0, peer_id, "", last, read, peer_seq, n))
+    for states in found.values():
+        states.sort(key=lambda state: state.chat_id)
+    for me, team_id, name, last, read, n in await conn.execute(_TEAMS, users):
+        found[me].append(ConvState(0, team_id, 0, name, last, read, 0, n))
+    return found
+
+
+async def conversations(conn: AsyncConnection, user_id: int) -> list[ConvState]:
+    """Every conversation of one user (see ``conversations_of``)."""
+    return (await conversations_of(conn, (user_id,)))[user_id]
 
 
 async def readers(conn: AsyncConnection, conv: int, seq: int, sender: int) -> list[int]:
