@@ -46,7 +46,7 @@ class Script:
     thread (plain ``sqlite3`` calls on the same connection and transaction), elsewhere one
     driver call each. A batch of messages then costs one thread hop instead of a dozen.
 
-    A script with an ``insert_new`` runs inside a savepoint: when a row it inserts collides
+    A script with a ``new_only`` insert runs inside a savepoint: when a row it inserts collides
     with a unique key, everything the script did is undone, the rest is not run and ``run``
     returns False, so the caller can look the existing rows up and try again. Checking first
     would cost a query per batch for the rare retried message."""
@@ -73,35 +73,15 @@ class Script:
         columns: Sequence[str],
         rows: Sequence[Sequence[Any]],
         returning: Sequence[str],
+        new_only: bool = False,
         chunk: int = 500,
     ) -> list[tuple[Any, ...]]:
         """Insert ``rows`` (tuples in ``columns`` order; give every NOT NULL column) with
         multi-row statements. Returns a list that ``run`` fills with the ``returning`` columns
-        of every row, in no particular order."""
-        return self._insert(table, columns, rows, returning, chunk, new_only=False)
-
-    def insert_new(
-        self,
-        table: Table,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        returning: Sequence[str],
-        chunk: int = 500,
-    ) -> list[tuple[Any, ...]]:
-        """``insert_returning`` for rows that must not exist yet: if one does (a unique key
-        collides), the whole script is undone and ``run`` returns False."""
-        self._guarded = True
-        return self._insert(table, columns, rows, returning, chunk, new_only=True)
-
-    def _insert(
-        self,
-        table: Table,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        returning: Sequence[str],
-        chunk: int,
-        new_only: bool,
-    ) -> list[tuple[Any, ...]]:
+        of every row, in no particular order. With ``new_only``, rows must not exist yet: if
+        one does (a unique key collides), the whole script is undone and ``run`` returns
+        False."""
+        self._guarded |= new_only
         out: list[tuple[Any, ...]] = []
         quote = self._dialect.identifier_preparer.quote
         verb, skip = _skip_conflicts(self._dialect.name) if new_only else ("INSERT INTO", "")
@@ -116,7 +96,7 @@ class Script:
         return out
 
     async def run(self, conn: AsyncConnection) -> bool:
-        """Run the steps; False when an ``insert_new`` collided and the script was undone."""
+        """Run the steps; False when a ``new_only`` insert collided and the script was undone."""
         if not self._steps:
             return True
         raw = await conn.get_raw_connection()

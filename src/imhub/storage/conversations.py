@@ -124,7 +124,7 @@ def insert_rows(
 ) -> Callable[[], list[MsgRow]]:
     """Add the inserts of new rows to ``script`` (one multi-row statement per table); after the
     script ran, the returned function gives each row its id and returns the rows. With
-    ``new_only``, a row that collides with a unique key undoes the script (``Script.insert_new``).
+    ``new_only``, a row that collides with a unique key undoes the script (see ``Script``).
 
     Ids are matched by (conversation, seq), which is unique, so the database may return them
     in any order (asking for parameter order makes SQLAlchemy send one statement per row on
@@ -133,8 +133,7 @@ def insert_rows(
     for team in (False, True):
         part = [_values(r) for r in rows if bool(r.team_id) == team]
         if part:
-            insert = script.insert_new if new_only else script.insert_returning
-            out = insert(
+            out = script.insert_returning(
                 team_msg_t if team else person_t,
                 _TEAM_COLUMNS if team else _PERSON_COLUMNS,
                 part,
@@ -143,6 +142,7 @@ def insert_rows(
                     "team_id" if team else "chat_id",
                     "seq",
                 ),
+                new_only,
             )
             returned.append((team, out))
 
