@@ -1,0 +1,128 @@
+"""The send path without sockets: CPU per stored one-to-one message, in one process.
+
+The real ``App`` (dispatcher, chat service, batched writer, SQLite on a fresh file) with
+sessions whose outlets keep nothing: PAIRS senders keep WINDOW messages in flight, each
+``chat_answer`` lets its sender send the next. What it leaves out (sockets, framing, the
+load generator) is what ``p2p_throughput`` adds, so the two together say where time goes.
+CPU includes SQLite's thread. Not part of ``make bench``; for profiling work:
+
+    taskset -c 0 .venv/bin/python -m bench.send_path            # 100,000 messages
+    taskset -c 0 .venv/bin/python -m bench.send_path --profile  # and the top of cProfile
+    taskset -c 0 .venv/bin/python -m bench.send_path --pairs 1 --window 1 -n 3000
+                                                   # one message per batch: the fixed cost
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+from imhub.app import App
+from imhub.config import Config
+from imhub.protocol import codec
+from imhub.service.sessions import Session
+
+ANSWER = b'{"msgType":4'
+
+
+class _Outlet:
+    """Keeps nothing; a sender's outlet counts its answers."""
+
+    __slots__ = ("answered",)
+
+    def __init__(self, answered: asyncio.Queue[None] | None = None) -> None:
+        self.answered = answered
+
+    def send(self, payload: bytes) -> None:
+        if self.answered is not None and payload.startswith(ANSWER):
+            self.answered.put_nowait(None)
+
+    def close(self) -> None:
+        pass
+
+
+def _message(to_user: int, n: int) -> bytes:
+    return b'{"msgType":3,"toUserId":%d,"body":"hello there 12345","msgIdClient":"%d"}' % (
+        to_user,
+        n,
+    )
+
+
+async def _run(data: Path, pairs: int, window: int, total: int, profile: bool) -> None:
+    app = App(Config(data_dir=data, token_secret="s" * 32, api_key="k" * 32))
+    app.writer.start()
+    dispatcher = app.gateway.dispatcher
+    answered: asyncio.Queue[None] = asyncio.Queue()
+    senders: list[Session] = []
+    for k in range(pairs):
+        sender = Session(_Outlet(answered), 0.0)
+        sender.user_id = 2 * k + 1
+        receiver = Session(_Outlet(), 0.0)
+        receiver.user_id = 2 * k + 2
+        app.registry.add(sender)
+        app.registry.add(receiver)
+        senders.append(sender)
+    sent = 0
+
+    def send(k: int) -> None:
+        nonlocal sent
+        sent += 1
+        dispatcher.handle(senders[k], codec.decode(_message(2 * k + 2, sent)))
+
+    prof = cProfile.Profile() if profile else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if prof:
+        prof.enable()
+    for k in range(pairs):
+        for _ in range(window):
+            send(k)
+    done = 0
+    while done < total:
+        await answered.get()
+        done += 1
+        if sent < total:
+            send(sent % pairs)
+    if prof:
+        prof.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"{total / wall:,.0f} msgs/s, {cpu / total * 1e6:.1f} µs CPU per message")
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    await app.writer.close()
+    await app.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=100_000)
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        subprocess.run(
+            [sys.executable, "-m", "imhub", "migrate", "--data-dir", tmp],
+            check=True,
+            capture_output=True,
+        )
+        with sqlite3.connect(data / "imhub.db") as db:
+            db.executemany(
+                "insert into users (username, mobile, head_img) values (?, '', '')",
+                [(f"u{i}",) for i in range(1, 2 * args.pairs + 1)],
+            )
+        uvloop.run(_run(data, args.pairs, args.window, args.n, args.profile))
+
+
+if __name__ == "__main__":
+    main()
