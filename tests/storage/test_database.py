@@ -1,4 +1,5 @@
-"""Commits leave the WAL alone; the checkpointer copies it into the database beside them."""
+"""SQLite settings: small pages for new files; commits leave the WAL alone and the
+checkpointer copies it into the database beside them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from imhub.storage.database import Checkpointer, checkpoint, create_engine
+from imhub.storage.database import PAGE_SIZE, Checkpointer, checkpoint, create_engine
 
 ROWS = 2_000
 ROW = "x" * 2_000  # ~4 MB in all: the WAL passes SQLite's own 1,000-page checkpoint mark
+
+
+async def test_new_databases_use_small_pages(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'imhub.db'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("create table t (id integer primary key)"))
+        assert (await conn.execute(text("pragma page_size"))).scalar() == PAGE_SIZE == 2048
+    await engine.dispose()
 
 
 async def test_commits_do_not_checkpoint(tmp_path: Path) -> None:
