@@ -112,7 +112,10 @@ class BatchWriter:
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await conn.close()
+            try:
+                await conn.close()
+            except Exception:  # a broken connection: the pool discards it anyway
+                log.warning("closing the writer's connection failed", exc_info=True)
 
     async def _run(self) -> None:
         while True:
