@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-log = logging.getLogger(__name__)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 PAGE_SIZE = 2048
 
@@ -24,9 +20,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     at moderate load smaller pages halve the bytes written per message (measured: 31 → 20 µs
     of CPU per message at 10 per commit, 8.2 → 9.0 at 500). Existing files keep theirs.
 
-    No connection checkpoints the WAL by itself: SQLite would do it inside whichever commit
-    pushes the WAL past 1,000 pages, and that commit (with every message waiting on it) would
-    take milliseconds longer. ``Checkpointer`` does it beside the writer instead."""
+    Checkpoints are SQLite's own: the commit that takes the WAL past 1,000 pages copies it
+    into the database file, with no other writer running, so the WAL starts over and stays a
+    few megabytes. (A checkpoint running beside a busy writer never catches up with it.)"""
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -37,48 +33,6 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=10000")
-            cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
     return engine
-
-
-class Checkpointer:
-    """Copies committed pages from the WAL into the database file every ``interval`` seconds,
-    on a connection (and thread) of its own, so commits never wait for it. A passive
-    checkpoint never blocks the writer; once it has caught up, the next commit starts the WAL
-    over from its beginning, so the file stops growing. Does nothing on other databases."""
-
-    def __init__(self, engine: AsyncEngine, interval: float = 0.5) -> None:
-        self._engine = engine
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self.ran = asyncio.Event()  # set after every checkpoint, for whoever waits on one
-        self.last: tuple[int, int, int] | None = None  # what the last one reported
-
-    def start(self) -> None:
-        if self._engine.dialect.name == "sqlite":
-            self._task = asyncio.create_task(self._run(), name="imhub-checkpointer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        async with self._engine.connect() as conn:
-            while True:
-                await asyncio.sleep(self._interval)
-                try:
-                    self.last = await checkpoint(conn)
-                    self.ran.set()
-                except Exception:  # a busy database now is not a reason to stop for good
-                    log.exception("WAL checkpoint failed")
-
-
-async def checkpoint(conn: AsyncConnection, mode: str = "PASSIVE") -> tuple[int, int, int]:
-    """One checkpoint: (busy, pages in the WAL, pages copied to the database)."""
-    result = await conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})")
-    busy, wal, copied = tuple(result.one())
-    await conn.rollback()  # end the read transaction the pragma may have opened
-    return int(busy), int(wal), int(copied)
