@@ -25,7 +25,7 @@ from imhub.service.sessions import SessionRegistry
 from imhub.service.teams import TeamService
 from imhub.storage.chats import EnsurePairs, Pairs
 from imhub.storage.conversations import Sequences
-from imhub.storage.database import create_engine
+from imhub.storage.database import Checkpointer, create_engine
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
 from imhub.storage.reads import MoveReads
@@ -44,7 +44,10 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.engine = engine = create_engine(config.db_url)
-        self.writer = writer = BatchWriter(engine, config.batch_max)
+        self.checkpointer = Checkpointer(engine)
+        self.writer = writer = BatchWriter(
+            engine, config.batch_max, self.checkpointer.between_batches
+        )
         self.registry = registry = SessionRegistry()
         self.auth = TokenAuthority(config.token_secret)
 
@@ -111,9 +114,11 @@ class App:
             await self.engine.dispose()
             raise SystemExit("the database is not migrated: run `imhub migrate` first")
         self.writer.start()
+        self.checkpointer.start()
         try:
             await self.gateway.start()
         except OSError as exc:
+            await self.checkpointer.stop()
             await self.writer.close()
             await self.engine.dispose()
             where = f"{self.config.host}:{self.config.port}"
@@ -124,6 +129,7 @@ class App:
 
     async def stop(self) -> None:
         await self.gateway.stop()
+        await self.checkpointer.stop()
         await self.writer.close()
         await self.engine.dispose()
 

@@ -1,5 +1,6 @@
-"""SQLite settings: small pages for new files, and a WAL that stays small under a busy
-writer (its own commits checkpoint it, so it starts over)."""
+"""SQLite settings: small pages for new files; commits that never checkpoint; and a WAL that
+stays small under a writer that never idles (the checkpointer copies it beside the writer,
+the writer finishes each round between batches, so it starts over)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from imhub.storage.database import PAGE_SIZE, create_engine
+from imhub.storage.database import PAGE_SIZE, Checkpointer, checkpoint, create_engine
 from imhub.storage.writer import BatchWriter
 
 ROW = "x" * 2_000
@@ -24,6 +25,22 @@ async def test_new_databases_use_small_pages(tmp_path: Path) -> None:
     await engine.dispose()
 
 
+async def test_commits_do_not_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "imhub.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.execute(text("create table t (id integer primary key, body text)"))
+    for _ in range(20):  # 4 MB in 20 commits: past SQLite's own 1,000-page mark
+        async with engine.begin() as conn:
+            await conn.execute(text("insert into t (body) values (:b)"), [{"b": ROW}] * 100)
+    assert path.stat().st_size < 1_000_000  # all of it still in the WAL
+    async with engine.connect() as conn:
+        busy, wal_pages, copied = await checkpoint(conn)
+    assert (busy, copied) == (0, wal_pages) and wal_pages > 1_000
+    assert path.stat().st_size > 2_000 * len(ROW)
+    await engine.dispose()
+
+
 class _InsertRows:
     """A writer kind that stores its items as rows of ``t``."""
 
@@ -33,19 +50,22 @@ class _InsertRows:
 
 
 async def test_the_wal_stays_small_under_sustained_writes(tmp_path: Path) -> None:
-    """20 MB through the writer in small batches, never idle: the WAL file stays a fraction of
-    it, and everything is in the database file."""
+    """20 MB through the writer in small batches, never idle, with the checkpointer running:
+    the WAL file stays a fraction of it, and the rest is in the database file."""
     path = tmp_path / "imhub.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     async with engine.begin() as conn:
         await conn.execute(text("create table t (id integer primary key, body text)"))
-    writer = BatchWriter(engine, batch_max=20)
+    checkpointer = Checkpointer(engine, interval=0.005)
+    writer = BatchWriter(engine, batch_max=20, between_batches=checkpointer.between_batches)
     writer.start()
+    checkpointer.start()
     kind = _InsertRows()
     for _ in range(20):  # 500 rows of 2 KB at a time, so the queue never runs dry
         await asyncio.gather(*(writer.call(kind, ROW) for _ in range(500)))
     wal_size = path.with_name(path.name + "-wal").stat().st_size
     file_size = path.stat().st_size
+    await checkpointer.stop()
     await writer.close()
     assert wal_size < 5_000_000
     assert file_size > 15_000_000  # all but the last checkpoint's worth

@@ -1,11 +1,16 @@
-"""Engine creation, with the SQLite settings that make the embedded default safe and fast."""
+"""Engine creation, with the SQLite settings that make the embedded default safe and fast,
+and the WAL checkpoints that keep commits short."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2048
 
@@ -20,9 +25,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     at moderate load smaller pages halve the bytes written per message (measured: 31 → 20 µs
     of CPU per message at 10 per commit, 8.2 → 9.0 at 500). Existing files keep theirs.
 
-    Checkpoints are SQLite's own: the commit that takes the WAL past 1,000 pages copies it
-    into the database file, with no other writer running, so the WAL starts over and stays a
-    few megabytes. (A checkpoint running beside a busy writer never catches up with it.)"""
+    No connection checkpoints the WAL inside a commit (``wal_autocheckpoint=0``): SQLite would
+    copy the WAL into the database inside whichever commit takes it past 1,000 pages, and every
+    message waiting on that commit would wait milliseconds longer. ``Checkpointer`` does it."""
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -33,6 +38,58 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
     return engine
+
+
+class Checkpointer:
+    """Copies committed pages from the WAL into the database file every ``interval`` seconds,
+    on a connection (and thread) of its own, so commits never wait for the bulk of it.
+
+    A checkpoint running beside a busy writer never catches up with it: pages keep arriving
+    while it copies, the WAL can never start over, and under sustained load it grows without
+    end (160 MB in a 5 s benchmark). So after each background round the writer finishes the
+    job between two batches (``between_batches``, on its own connection): it copies only what
+    arrived during that round, a millisecond or so, nobody writes meanwhile, and the next
+    commit starts the WAL over from its beginning. Does nothing on other databases."""
+
+    def __init__(self, engine: AsyncEngine, interval: float = 0.5) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._catch_up = False  # a background round ran; the writer finishes it
+
+    def start(self) -> None:
+        if self._engine.dialect.name == "sqlite":
+            self._task = asyncio.create_task(self._run(), name="imhub-checkpointer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async with self._engine.connect() as conn:
+            while True:
+                await asyncio.sleep(self._interval)
+                try:
+                    await checkpoint(conn)
+                    self._catch_up = True
+                except Exception:  # a busy database now is not a reason to stop for good
+                    log.exception("WAL checkpoint failed")
+
+    async def between_batches(self, conn: AsyncConnection) -> None:
+        """The writer's part, run by it outside any transaction (``BatchWriter``)."""
+        if self._catch_up:
+            self._catch_up = False
+            await checkpoint(conn)
+
+
+async def checkpoint(conn: AsyncConnection) -> tuple[int, int, int]:
+    """One passive checkpoint: (busy, pages in the WAL, pages copied to the database)."""
+    result = await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    busy, wal, copied = tuple(result.one())
+    await conn.rollback()  # end the read transaction the pragma may have opened
+    return int(busy), int(wal), int(copied)

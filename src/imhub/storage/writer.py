@@ -57,9 +57,17 @@ class _Job(Generic[T, R]):
 
 
 class BatchWriter:
-    def __init__(self, engine: AsyncEngine, batch_max: int = 512) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        batch_max: int = 512,
+        between_batches: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> None:
         self._engine = engine
         self._batch_max = batch_max
+        # Upkeep that must run on the writer's connection while no batch is open (the end of
+        # a WAL checkpoint, ``storage.database.Checkpointer``).
+        self._between_batches = between_batches
         self._queue: deque[_Job[Any, Any]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -138,6 +146,11 @@ class BatchWriter:
                     job.done(result)
                 except Exception:
                     log.exception("write callback failed")
+            if self._between_batches is not None and self._conn is not None:
+                try:
+                    await self._between_batches(self._conn)
+                except Exception:
+                    log.exception("upkeep between batches failed")
 
     async def _apply(self, jobs: list[_Job[Any, Any]]) -> list[Any]:
         if self._conn is None:
