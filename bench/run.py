@@ -158,14 +158,10 @@ def plots(rows: list[dict[str, Any]]) -> None:
             ("ack_p99_ms", "send→chat_answer p99"),
         ):
             ax.plot(loads, [r[key]["median"] for r in lat], marker="o", label=name)
-        ax.set_xlabel("offered load (durable messages/s, TCP)")
-        ax.set_ylabel("ms")
-        ax.set_title("imhub one-to-one latency")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(DOCS / "bench-latency.png", dpi=110)
-        plt.close(fig)
+        _finish(
+            fig, ax, "offered load (durable messages/s, TCP)", "ms", "imhub one-to-one latency",
+            "bench-latency.png",
+        )  # fmt: skip
     mem = [r for r in rows if r["scenario"] == "idle_connections"]
     if mem:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -177,14 +173,24 @@ def plots(rows: list[dict[str, Any]]) -> None:
             )
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=transport)
-        ax.set_xlabel("logged-in idle connections (one server process)")
-        ax.set_ylabel("server RSS (MiB)")
-        ax.set_title("imhub memory against connections")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(DOCS / "bench-memory.png", dpi=110)
-        plt.close(fig)
+        _finish(
+            fig, ax, "logged-in idle connections (one server process)", "server RSS (MiB)",
+            "imhub memory against connections", "bench-memory.png",
+        )  # fmt: skip
+
+
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) -> None:
+    """Label a plot the same way as the others and write it into docs/."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(DOCS / name, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:

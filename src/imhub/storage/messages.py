@@ -73,9 +73,9 @@ class StoreMessages:
         teams: Teams,
         sequences: Sequences,
         viewers: Callable[[int], Collection[int]],
-        users: KnownUsers | None = None,
+        users: KnownUsers,
     ) -> None:
-        self._users = users or KnownUsers()
+        self._users = users
         self._pairs = pairs
         self._teams = teams
         self._seqs = sequences
@@ -99,14 +99,15 @@ class StoreMessages:
         new_only: bool,
     ) -> list[Stored | ImError] | None:
         """None, with nothing stored, when ``new_only`` and a message was stored before."""
-        # Every message passes the loops below: they are written for speed (no awaits, no
-        # per-message objects beyond the row and its result).
+        # Every message passes the loops below: they are written for speed (no awaits for a
+        # one-to-one message, no per-message objects beyond the row and its result).
         results: list[Stored | ImError | None] = [None] * len(items)
         recipients = await self._users.existing(
             conn, {m.to_user_id for m in items if not m.team_id}
         )
         first_of: dict[tuple[bool, int, str], int] = {}
-        fresh: list[tuple[int, int, frozenset[int]]] = []  # (index, conversation, audience)
+        # (index, the group's conversation key or the one-to-one pair, audience)
+        fresh: list[tuple[int, int | tuple[int, int], frozenset[int]]] = []
         pairs: set[tuple[int, int]] = set()
         for i, m in enumerate(items):
             key = (m.team_id != 0, m.from_user_id, m.msg_id_client)
@@ -132,12 +133,11 @@ class StoreMessages:
             else:
                 p = pair(m.from_user_id, m.to_user_id)
                 pairs.add(p)
-                fresh.append((i, 0, frozenset(p)))
+                fresh.append((i, p, frozenset(p)))
             first_of[key] = i
 
         chat_ids = await self._pairs.chat_ids(conn, pairs)
-        convs = [conv or chat_ids[pair(items[i].from_user_id, items[i].to_user_id)]
-                 for i, conv, _ in fresh]  # fmt: skip
+        convs = [where if isinstance(where, int) else chat_ids[where] for _, where, _ in fresh]
         seqs = self._seqs
         await seqs.load(conn, convs)
         before = seqs.current(set(convs))
