@@ -29,6 +29,7 @@ from imhub.storage.database import Checkpointer, create_engine
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
 from imhub.storage.reads import MoveReads
+from imhub.storage.staged import Transaction
 from imhub.storage.teams import ApplyTeamOps, Teams
 from imhub.storage.users import KnownUsers
 from imhub.storage.writer import BatchWriter
@@ -45,14 +46,17 @@ class App:
         self.config = config
         self.engine = engine = create_engine(config.db_url)
         self.checkpointer = Checkpointer(engine)
+        # State the writer keeps between batches (caches of what only it changes), kept only
+        # from transactions that committed.
+        tx = Transaction()
         self.writer = writer = BatchWriter(
-            engine, config.batch_max, self.checkpointer.between_batches
+            engine, tx, config.batch_max, self.checkpointer.between_batches
         )
         self.registry = registry = SessionRegistry()
         self.auth = TokenAuthority(config.token_secret)
 
-        # State the writer keeps between batches (caches of what only it changes).
-        sequences, pairs, teams, known_users = Sequences(), Pairs(), Teams(), KnownUsers()
+        sequences, pairs, teams = Sequences(tx), Pairs(tx), Teams(tx)
+        known_users = KnownUsers(tx)
         membership = Membership(engine, teams)
         delivery = Delivery(registry)
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.storage.database import PAGE_SIZE, Checkpointer, checkpoint, create_engine
+from imhub.storage.staged import Transaction
 from imhub.storage.writer import BatchWriter
 
 ROW = "x" * 2_000
@@ -57,7 +58,9 @@ async def test_the_wal_stays_small_under_sustained_writes(tmp_path: Path) -> Non
     async with engine.begin() as conn:
         await conn.execute(text("create table t (id integer primary key, body text)"))
     checkpointer = Checkpointer(engine, interval=0.005)
-    writer = BatchWriter(engine, batch_max=20, between_batches=checkpointer.between_batches)
+    writer = BatchWriter(
+        engine, Transaction(), batch_max=20, between_batches=checkpointer.between_batches
+    )
     writer.start()
     checkpointer.start()
     kind = _InsertRows()

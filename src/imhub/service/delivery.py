@@ -25,7 +25,9 @@ def message(row: MsgRow, msg_type: int | None = None) -> ImMsg:
         from_user_id=row.from_user_id,
         to_user_id=row.to_user_id or None,
         from_client_type=row.client_type,
-        msg_id_client=row.msg_id_client,
+        # Events (recalls, group changes) are the server's: identified by conversation and seq,
+        # they carry no client id a client could mistake for one of its own.
+        msg_id_client=row.msg_id_client if row.msg_type == CHAT_MSG else None,
         msg_id_server=row.msg_id_server,
         body_type=row.body_type,
         body="" if row.recalled else row.body,

@@ -16,6 +16,7 @@ from imhub.protocol.errors import ImError
 from imhub.storage.bulk import select_where_pairs_in
 from imhub.storage.conversations import PERSON
 from imhub.storage.models import chat_table
+from imhub.storage.staged import Staged, Transaction
 
 chat_t = chat_table
 
@@ -46,16 +47,17 @@ _PAIR_COLUMNS = [
 
 
 class Pairs:
-    """Pair → chat id, created on first use inside the writer's transaction; cached."""
+    """Pair → chat id, created on first use inside the writer's transaction; cached, and a
+    pair row created in a transaction that does not commit is never remembered."""
 
-    def __init__(self, cache_max: int = 200_000) -> None:
-        self._ids: dict[tuple[int, int], int] = {}
-        self._cache_max = cache_max
+    def __init__(self, tx: Transaction, cache_max: int = 200_000) -> None:
+        self._ids: Staged[tuple[int, int], int] = Staged(tx, cache_max)
 
     async def chat_ids(
         self, conn: AsyncConnection, pairs: set[tuple[int, int]]
     ) -> dict[tuple[int, int], int]:
-        known = {p: self._ids[p] for p in pairs if p in self._ids}
+        ids = self._ids
+        known = {p: ids[p] for p in pairs if p in ids}
         missing = pairs - known.keys()
         if not missing:
             return known
@@ -64,23 +66,16 @@ class Pairs:
         )
         for a, b, chat_id, event_type, team_id in found:
             if event_type == PERSON and team_id == 0:
-                known[(a, b)] = chat_id
-        for a, b in missing - known.keys():
-            known[(a, b)] = (
+                known[(a, b)] = ids[(a, b)] = chat_id
+        for a, b in sorted(missing - known.keys()):
+            known[(a, b)] = ids[(a, b)] = (
                 await conn.execute(
                     insert(chat_t)
                     .values(event_type=PERSON, from_user_id=a, to_user_id=b, team_id=0)
                     .returning(chat_t.c.chat_id)
                 )
             ).scalar_one()
-        if len(self._ids) > self._cache_max:
-            self._ids.clear()
-        self._ids.update(known)
         return known
-
-    def rolled_back(self) -> None:
-        """A failed batch may have cached pairs whose new rows were rolled back."""
-        self._ids.clear()
 
 
 async def get_chat(engine: AsyncEngine, chat_id: int) -> ChatRow | None:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from imhub.protocol.conversation import conv_key
 from imhub.storage.bulk import Script
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
+from imhub.storage.staged import Staged, Transaction
 
 chat_t = chat_table
 person_t = person_msg_table
@@ -222,22 +223,22 @@ class Sequences:
 
     Loaded from ``chat.last_seq`` / ``team.last_seq`` on first use; written back in the same
     transaction as the rows that use the numbers. One writer per database makes the cache
-    exact; a rolled-back batch clears it.
+    exact, and numbers handed out in a transaction that does not commit are never kept
+    (``staged.Staged``), so a failed write consumes no number.
     """
 
-    def __init__(self, cache_max: int = 200_000) -> None:
-        self._last: dict[int, int] = {}
-        self._dirty: set[int] = set()
-        self._cache_max = cache_max
+    def __init__(self, tx: Transaction, cache_max: int = 200_000) -> None:
+        self._last: Staged[int, int] = Staged(tx, cache_max)
+        self._unsaved: set[int] = set()  # numbers handed out and not yet in a script
+        tx.scratch(self._unsaved.clear)
 
     async def load(self, conn: AsyncConnection, convs: Iterable[int]) -> None:
         """Make sure the last numbers of ``convs`` are known (one query per kind for those
         not cached), so that ``bump`` can hand out the next ones without waiting."""
-        missing = {c for c in convs if c not in self._last}
+        last = self._last
+        missing = {c for c in convs if c not in last}
         if not missing:
             return
-        if len(self._last) + len(missing) > self._cache_max:
-            self._last = {k: v for k, v in self._last.items() if k in self._dirty}
         for team, table, key in (
             (False, chat_t, chat_t.c.chat_id),
             (True, team_t, team_t.c.team_id),
@@ -248,7 +249,7 @@ class Sequences:
                     (await conn.execute(select(key, table.c.last_seq).where(key.in_(ids)))).all()
                 )
                 for i in ids:
-                    self._last[-i if team else i] = int(found.get(i) or 0)
+                    last[-i if team else i] = int(found.get(i) or 0)
 
     async def last(self, conn: AsyncConnection, conv: int) -> int:
         await self.load(conn, (conv,))
@@ -258,7 +259,7 @@ class Sequences:
         """The next number of a conversation ``load`` made known."""
         value = self._last[conv] + 1
         self._last[conv] = value
-        self._dirty.add(conv)
+        self._unsaved.add(conv)
         return value
 
     async def next(self, conn: AsyncConnection, conv: int) -> int:
@@ -271,28 +272,26 @@ class Sequences:
         return {c: last[c] for c in convs}
 
     def take_back(self, current: dict[int, int]) -> None:
-        """Undo the numbers handed out since ``current`` was taken: their rows were undone."""
-        self._last.update(current)
+        """Undo the numbers handed out since ``current`` was taken: their rows were undone
+        (a savepoint inside the transaction; the transaction itself needs no call)."""
+        self._last.update(current.items())
 
     def save(self, script: Script) -> None:
-        """Add to ``script`` the writes of the numbers allocated in this transaction."""
-        if not self._dirty:
+        """Add to ``script`` the writes of the numbers allocated since the last save."""
+        if not self._unsaved:
             return
-        chats = [{"c": c, "s": self._last[c]} for c in self._dirty if c > 0]
-        teams = [{"c": -c, "s": self._last[c]} for c in self._dirty if c < 0]
+        last = self._last
+        chats = [{"c": c, "s": last[c]} for c in self._unsaved if c > 0]
+        teams = [{"c": -c, "s": last[c]} for c in self._unsaved if c < 0]
         script.execute_many(_SAVE_CHAT, chats)
         script.execute_many(_SAVE_TEAM, teams)
-        self._dirty.clear()
+        self._unsaved.clear()
 
     async def flush(self, conn: AsyncConnection) -> None:
         """``save`` on its own, now (for kinds that write nothing else in bulk)."""
         script = Script(conn.dialect)
         self.save(script)
         await script.run(conn)
-
-    def rolled_back(self) -> None:
-        self._last.clear()
-        self._dirty.clear()
 
 
 def advance_reads(script: Script, moves: Iterable[tuple[int, int, int]]) -> None:

@@ -181,7 +181,7 @@ class StoreMessages:
 async def _earlier(
     conn: AsyncConnection, items: Sequence[MsgIn]
 ) -> dict[tuple[bool, int, str], MsgRow]:
-    """Messages already stored under the batch's (sender, msgIdClient) keys."""
+    """Chat messages already stored under the batch's (sender, msgIdClient) keys."""
     found: dict[tuple[bool, int, str], MsgRow] = {}
     for is_team, table in ((False, person_t), (True, team_msg_t)):
         keys = {(m.from_user_id, m.msg_id_client) for m in items if bool(m.team_id) == is_team}
@@ -196,7 +196,8 @@ async def _earlier(
         )
         for r in rows:
             row = to_row(r)
-            found[(is_team, row.from_user_id, row.msg_id_client)] = row
+            if row.msg_type == CHAT_MSG:  # the server's events do not live in clients' ids
+                found[(is_team, row.from_user_id, row.msg_id_client)] = row
     return found
 
 
@@ -234,13 +235,12 @@ class Recall:
             raise ImError(ErrorCode.FORBIDDEN, "only the sender may recall a message")
         if original.msg_type != CHAT_MSG:
             raise ImError(ErrorCode.BAD_REQUEST, f"message {item.seq} cannot be recalled")
-        mid = f"recall-{item.conv}-{item.seq}"
         audience = await self._audience(conn, original)
         if original.recalled:  # a repeated recall gets the first one's answer
             event = (
                 await conn.execute(
                     select_messages(item.conv).where(
-                        table.c.from_user_id == item.user_id, table.c.msg_id_client == mid
+                        table.c.msg_type == RECALL_MSG, table.c.ref_seq == item.seq
                     )
                 )
             ).first()
@@ -274,7 +274,8 @@ class Recall:
                     body_type=original.body_type,
                     body="",
                     voice_time=0,
-                    msg_id_client=mid,
+                    # The server's own id of the event, apart from the sender's chat ids.
+                    msg_id_client=f"recall-{item.conv}-{item.seq}",
                     send_time=item.now,
                     recalled=False,
                 )

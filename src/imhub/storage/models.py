@@ -69,6 +69,13 @@ class Chat(Audited, Base):
     last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     from_read_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     to_read_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Group member rows: the seq of the event that made them a member (create or add), and of
+    # the one that ended it (remove, leave, dissolve), 0 while a member. A former member still
+    # receives everything up to and including that event, and nothing after it.
+    join_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    leave_seq: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
     __table_args__ = (
         UniqueConstraint("from_user_id", "to_user_id", "team_id", name="uq_chat_pair"),
         Index("ix_chat_to_user_id", "to_user_id"),
@@ -103,7 +110,11 @@ class PersonMsg(Audited, Base):
     msg_id_client: Mapped[str] = mapped_column(String(50), nullable=False)
     send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
     __table_args__ = (
-        UniqueConstraint("from_user_id", "msg_id_client", name="uq_person_msg_client_id"),
+        # A client's ids name its chat messages only (msg_type 3): the server's own events
+        # (recalls, group changes) keep their ids apart, whatever string a client picks.
+        UniqueConstraint(
+            "from_user_id", "msg_id_client", "msg_type", name="uq_person_msg_client_id"
+        ),
         UniqueConstraint("chat_id", "seq", name="uq_person_msg_seq"),
     )
 
@@ -126,7 +137,9 @@ class TeamMsg(Audited, Base):
     msg_id_client: Mapped[str] = mapped_column(String(50), nullable=False)
     send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
     __table_args__ = (
-        UniqueConstraint("from_user_id", "msg_id_client", name="uq_team_msg_client_id"),
+        # A client's ids name its chat messages only (msg_type 3): the server's own events
+        # (recalls, group changes) keep their ids apart, whatever string a client picks.
+        UniqueConstraint("from_user_id", "msg_id_client", "msg_type", name="uq_team_msg_client_id"),
         UniqueConstraint("team_id", "seq", name="uq_team_msg_seq"),
     )
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.conversations import TEAM, MsgRow, Sequences, store_rows
 from imhub.storage.models import chat_table, team_table, users_table
+from imhub.storage.staged import Staged, Transaction
 from imhub.storage.users import existing_users
 from imhub.storage.writer import each
 
@@ -38,27 +39,25 @@ class TeamInfo:
 
 class Teams:
     """Group membership, cached; loaded and changed inside the writer's transaction only, so
-    the writer's checks and the cache always agree."""
+    the writer's checks and the cache always agree, and a change counts for readers outside
+    the writer once its transaction committed (``staged.Staged``)."""
 
-    def __init__(self, cache_max: int = 50_000) -> None:
-        self._cache: dict[int, TeamInfo | None] = {}
-        self._cache_max = cache_max
+    def __init__(self, tx: Transaction, cache_max: int = 50_000) -> None:
+        self._cache: Staged[int, TeamInfo | None] = Staged(tx, cache_max)
 
     async def get(self, conn: AsyncConnection, team_id: int) -> TeamInfo | None:
         """Inside the writer: from the cache, loading it on a miss."""
-        if team_id in self._cache:
-            return self._cache[team_id]
-        info = await _load(conn, team_id)
-        if len(self._cache) >= self._cache_max:
-            self._cache.clear()
-        self._cache[team_id] = info
+        cache = self._cache
+        if team_id in cache:
+            return cache[team_id]
+        info = cache[team_id] = await _load(conn, team_id)
         return info
 
     async def read(self, engine: AsyncEngine, team_id: int) -> TeamInfo | None:
-        """Outside the writer: the cache, or the committed rows (which do not enter the cache,
-        so a read racing a change cannot put an old member list back)."""
-        if team_id in self._cache:
-            return self._cache[team_id]
+        """Outside the writer: the committed cache, or the committed rows (which do not enter
+        the cache, so a read racing a change cannot put an old member list back)."""
+        if self._cache.has_committed(team_id):
+            return self._cache.committed(team_id)
         async with engine.connect() as conn:
             return await _load(conn, team_id)
 
@@ -67,9 +66,6 @@ class Teams:
 
     def drop(self, team_id: int) -> None:
         self._cache[team_id] = None
-
-    def rolled_back(self) -> None:
-        self._cache.clear()
 
 
 async def _load(conn: AsyncConnection, team_id: int) -> TeamInfo | None:

@@ -8,6 +8,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.storage.models import users_table
+from imhub.storage.staged import Staged, Transaction
 
 user_t = users_table
 
@@ -62,16 +63,15 @@ class KnownUsers:
     """Users known to exist, so that the send path asks the database only about new ones.
 
     Users are created while the server runs but not deleted (``delete_flag`` is for offline
-    maintenance; restart the server after setting it), so a positive answer can be kept."""
+    maintenance; restart the server after setting it), so a positive answer can be kept; it is
+    kept once the transaction that read it committed (``staged.Staged``)."""
 
-    def __init__(self, cache_max: int = 1_000_000) -> None:
-        self._ids: set[int] = set()
-        self._cache_max = cache_max
+    def __init__(self, tx: Transaction, cache_max: int = 1_000_000) -> None:
+        self._ids: Staged[int, bool] = Staged(tx, cache_max)
 
     async def existing(self, conn: AsyncConnection, user_ids: set[int]) -> set[int]:
-        unknown = user_ids - self._ids
+        known = self._ids
+        unknown = {u for u in user_ids if u not in known}
         found = await existing_users(conn, unknown)
-        if len(self._ids) + len(found) > self._cache_max:
-            self._ids.clear()
-        self._ids |= found
+        known.update((u, True) for u in found)
         return (user_ids - unknown) | found

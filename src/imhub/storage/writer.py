@@ -5,6 +5,10 @@ ceiling of one commit per message (about a thousand a second on any of our datab
 job's ``done`` callback runs only after its batch committed, in submission order, so a
 ``chat_answer`` always follows the durable write and deliveries keep the order of sends.
 If a batch fails, its jobs are retried one by one, so one bad job fails alone.
+
+What the write path keeps in memory between batches lives in ``staged.Staged`` caches of one
+``Transaction``: the writer folds their pending entries in after each commit and drops them
+after any failure, so a batch that did not commit leaves no trace in memory either.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.staged import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +65,12 @@ class BatchWriter:
     def __init__(
         self,
         engine: AsyncEngine,
+        tx: Transaction,
         batch_max: int = 512,
         between_batches: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> None:
         self._engine = engine
+        self._tx = tx
         self._batch_max = batch_max
         # Upkeep that must run on the writer's connection while no batch is open (the end of
         # a WAL checkpoint, ``storage.database.Checkpointer``).
@@ -137,9 +144,8 @@ class BatchWriter:
             jobs = [self._queue.popleft() for _ in range(n)]
             try:
                 results = await self._apply(jobs)
-            except Exception:
-                log.exception("batch of %d writes failed; retrying them one by one", n)
-                self._rolled_back(jobs)
+            except Exception as exc:
+                log.warning("batch of %d writes failed (%r); retrying them one by one", n, exc)
                 results = [await self._apply_alone(job) for job in jobs]
             for job, result in zip(jobs, results, strict=True):
                 try:
@@ -153,31 +159,27 @@ class BatchWriter:
                     log.exception("upkeep between batches failed")
 
     async def _apply(self, jobs: list[_Job[Any, Any]]) -> list[Any]:
-        if self._conn is None:
-            self._conn = await self._engine.connect()
-        conn = self._conn
+        """One transaction; the caches keep what it wrote only if it committed."""
+        tx = self._tx
+        assert tx.clean, "a transaction began with uncommitted cache entries"
         results: list[Any] = []
         try:
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            conn = self._conn
             async with conn.begin():
                 for kind, run in groupby(jobs, key=lambda j: j.kind):
                     results.extend(await kind.run(conn, [j.item for j in run]))
-        except Exception:
+        except BaseException:  # any failure, cancellation included: nothing was written
+            tx.discard()
             await self._disconnect()  # the next batch starts on a fresh connection
             raise
+        tx.commit()
         return results
-
-    @staticmethod
-    def _rolled_back(jobs: list[_Job[Any, Any]]) -> None:
-        """Tell kinds that keep caches that what they cached in the batch may not exist."""
-        for kind in {id(j.kind): j.kind for j in jobs}.values():
-            hook = getattr(kind, "rolled_back", None)
-            if hook is not None:
-                hook()
 
     async def _apply_alone(self, job: _Job[Any, Any]) -> Any:
         try:
             return (await self._apply([job]))[0]
         except Exception as exc:
             log.error("write failed: %r", exc)
-            self._rolled_back([job])
             return ImError(ErrorCode.INTERNAL, "storage failed; nothing was stored, retry")
