@@ -162,6 +162,8 @@ TRANSPORTS: dict[str, Callable[[int], Any]] = {"tcp": TcpClient.connect, "ws": W
 class ServerProcess:
     """An ``imhub serve`` process on a free port with its own data folder."""
 
+    stderr: Any = None  # where the server's log goes (a subclass may keep it in a file)
+
     def __init__(self, data_dir: Path, template_db: Path, **options: Any) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +186,7 @@ class ServerProcess:
             [sys.executable, "-m", "imhub", "serve"],
             env=self.env,
             stdout=subprocess.PIPE,
+            stderr=self.stderr,
             text=True,
         )
         assert self.proc.stdout is not None

@@ -8,20 +8,25 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from imhub.config import Config
+from imhub.gateway.http import HttpConnection, LogLimiter
 from imhub.gateway.listener import SniffProtocol
 from imhub.gateway.outlet import FrameOutlet
 from imhub.gateway.tcp import TcpConnection
 from imhub.gateway.websocket import serve_websocket
-from imhub.protocol.errors import ErrorCode
+from imhub.http.responses import error_response
+from imhub.protocol import codec
+from imhub.protocol.errors import ErrorCode, ImError
 from imhub.service.dispatch import Dispatcher
 from imhub.service.sessions import Session
 
 log = logging.getLogger(__name__)
 
 HttpHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+# Malformed HTTP requests logged at most, per minute (the rest are counted).
+BAD_REQUEST_LOG_BURST = 10
 
 
 class Gateway:
@@ -40,12 +45,14 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._http: web.Server | None = None
+        self._bad_requests: LogLimiter | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._http = web.Server(self._route_http, keepalive_timeout=75)
+        self._loop = loop = asyncio.get_running_loop()
+        self._http = web.Server(self._route_http)
+        self._bad_requests = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
         self._server = await self._loop.create_server(
             lambda: SniffProtocol(self), self.config.host, self.config.port, backlog=4096
         )
@@ -90,9 +97,31 @@ class Gateway:
             self.sessions.discard(session)
             self._on_close(session)
 
+    def receive(self, session: Session, payload: bytes) -> Awaitable[None] | None:
+        """One message from a connection, whichever transport: decoded and handled, or refused
+        with an error frame. Nothing a peer sends raises out of here, so one bad message
+        never costs the connection, nor the messages after it."""
+        try:
+            msg = codec.decode(payload)
+        except ImError as exc:
+            Dispatcher.refuse(session, exc)
+            return None
+        return self.dispatcher.handle(session, msg)
+
     async def _route_http(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/ws":
-            return await serve_websocket(request, self)
+            try:
+                return await serve_websocket(request, self)
+            except web.HTTPException as exc:  # not a WebSocket handshake
+                return error_response(exc.status, (exc.text or exc.reason).split("\n", 1)[0])
+        try:
+            # The body, like the head, must arrive in time (a request trickled in is cut).
+            async with asyncio.timeout(self.config.login_timeout):
+                await request.read()  # kept by the request for the handler
+        except TimeoutError:
+            return error_response(ErrorCode.TIMEOUT, "the request did not arrive in time")
+        except web.HTTPException as exc:  # a body over the limit
+            return error_response(exc.status, exc.text or exc.reason)
         return await self._http_handler(request)
 
     def stats(self) -> dict[str, int]:
@@ -101,9 +130,18 @@ class Gateway:
     def tcp_protocol(self) -> TcpConnection:
         return TcpConnection(self)
 
-    def http_protocol(self) -> RequestHandler:
-        assert self._http is not None
-        return self._http()
+    def http_protocol(self) -> HttpConnection:
+        assert self._http is not None and self._bad_requests is not None
+        timeout = self.config.login_timeout
+        # aiohttp closes a connection whose next request is not complete within its keep-alive
+        # timeout, counted from the first byte or the last response: our login deadline.
+        return HttpConnection(
+            self._http,
+            self._bad_requests,
+            loop=self._loop,
+            keepalive_timeout=timeout,
+            lingering_time=timeout,
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a task the gateway owns (and cancels on stop)."""

@@ -3,6 +3,10 @@
 Reading stops while a handler that must finish first (login, chat_enter) is running, and
 while the socket's send buffer is above its high-water mark, so a client that sends without
 reading cannot make the server buffer without bound.
+
+Nothing a peer sends raises out of this protocol: each payload becomes an answer or an error
+frame (``Gateway.receive``), and the frames after a bad one, even in the same read, are handled
+in order. Only a frame length over the limit ends the connection (413).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, cast
 
-from imhub.protocol import codec
 from imhub.protocol.errors import ImError
 from imhub.protocol.framing import FrameDecoder, frame_header
 from imhub.service.dispatch import Dispatcher
@@ -38,7 +41,8 @@ class TcpConnection(asyncio.Protocol):
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._decoder = FrameDecoder(gateway.config.max_frame)
-        self._inbox: list[bytes] = []  # decoded frames not yet handled, from _next on
+        # Frames not yet handled, from _next on; an ImError ends the stream where it stands.
+        self._inbox: list[bytes | ImError] = []
         self._next = 0
         self._busy = False
         self._write_paused = False
@@ -52,29 +56,24 @@ class TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.session.last_seen = self._loop.time()
-        try:
-            self._inbox += self._decoder.feed(data)
-        except ImError as exc:  # a broken frame: the stream cannot be trusted any more
-            self._inbox.clear()
-            self._next = 0
-            Dispatcher.refuse(self.session, exc)
-            return
+        frames, broken = self._decoder.receive(data)
+        self._inbox += frames
+        if broken is not None:  # a bad length: the stream cannot be trusted any more
+            self._inbox.append(broken)
         if not self._busy:
             self._process()
 
     def _process(self) -> None:
-        dispatcher = self._gateway.dispatcher
+        receive = self._gateway.receive
         session = self.session
         inbox = self._inbox
         while self._next < len(inbox) and not session.closed:
-            payload = inbox[self._next]
+            item = inbox[self._next]
             self._next += 1
-            try:
-                msg = codec.decode(payload)
-            except ImError as exc:
-                Dispatcher.refuse(session, exc)
-                continue
-            pending = dispatcher.handle(session, msg)
+            if isinstance(item, ImError):
+                Dispatcher.refuse(session, item)  # and closes
+                break
+            pending = receive(session, item)
             if pending is not None:
                 self._busy = True
                 self._transport.pause_reading()
@@ -84,8 +83,10 @@ class TcpConnection(asyncio.Protocol):
         self._next = 0
 
     async def _finish(self, pending: Awaitable[None]) -> None:
-        await pending
-        self._busy = False
+        try:
+            await pending
+        finally:
+            self._busy = False
         self._process()
         if not self._busy and not self._write_paused and not self._transport.is_closing():
             self._transport.resume_reading()

@@ -3,34 +3,47 @@
 Routes: ``GET /healthz``, ``POST /api/v1/notices``, ``POST /api/v1/users``,
 ``POST /api/v1/tokens``, ``POST /api/v1/teams/{create,add,remove,leave,rename,dismiss,info}``.
 Errors are JSON ``{"code", "reason"}`` with
-the same number as the HTTP status. ``/ws`` is routed by the gateway before it gets here.
+the same number as the HTTP status, whatever went wrong: a body that does not decode (any
+bytes, any JSON) or holds a number outside what its column stores is a 400 before anything is
+done with it, and a failure of ours is a JSON 500. ``/ws`` is routed by the gateway before it
+gets here, and the gateway has read the body (in time) before a route is called.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from imhub.http.responses import error_response, json_response
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.protocol.messages import BodyType, Id, MsgType
+from imhub.protocol.messages import BodyType, Id, MsgType, SmallInt
 from imhub.service.auth import DEFAULT_TTL, TokenAuthority
 from imhub.service.notices import NoticeService
 from imhub.service.teams import TeamService
 from imhub.storage import users
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+# Every integer a request carries has the range of where it goes: ids as on the wire (``Id``),
+# kinds in 32-bit columns (``SmallInt``), a token's lifetime so that its expiry stays a number
+# every JWT library reads (about 68 years at most).
+Seconds = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
 class NoticeRequest(msgspec.Struct, rename="camel"):
     to_user_ids: list[Id]
     body: str
-    body_type: Annotated[int, msgspec.Meta(ge=0)] = BodyType.NOTIFICATION
+    body_type: SmallInt = BodyType.NOTIFICATION
     from_user_id: Id = 0
 
 
@@ -60,13 +73,19 @@ TEAM_OPS = {
 
 class TokenRequest(msgspec.Struct, rename="camel"):
     user_id: Id
-    ttl: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_TTL
+    ttl: Seconds = DEFAULT_TTL
 
 
-def json_response(value: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=codec.encode_json(value), status=status, content_type="application/json"
-    )
+REQUESTS = (NoticeRequest, UserRequest, TeamRequest, TokenRequest)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(kind) for kind in REQUESTS
+}
+
+
+def parse_body(payload: bytes, kind: type[T]) -> T:
+    """A request body as ``kind``, or ``ImError(BAD_REQUEST)`` whatever the bytes hold."""
+    decoder: msgspec.json.Decoder[T] = _decoders[kind]
+    return codec.decode_as(decoder, payload, "request")
 
 
 class HttpApi:
@@ -105,9 +124,12 @@ class HttpApi:
                 raise ImError(ErrorCode.NOT_FOUND, f"no route {request.path}")
             return await route(request)
         except ImError as exc:
-            return json_response({"code": exc.code, "reason": exc.reason}, status=exc.code)
+            return error_response(exc.code, exc.reason)
         except web.HTTPException as exc:
-            return json_response({"code": exc.status, "reason": exc.reason}, status=exc.status)
+            return error_response(exc.status, exc.reason)
+        except Exception:  # a bug: the caller still gets JSON, the log gets the traceback
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(ErrorCode.INTERNAL, "internal error")
 
     def _authorize(self, request: web.BaseRequest) -> None:
         given = request.headers.get("X-Api-Key", "")
@@ -118,13 +140,8 @@ class HttpApi:
             raise ImError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
 
     @staticmethod
-    async def _body(request: web.BaseRequest, kind: type[Any]) -> Any:
-        try:
-            return msgspec.json.decode(await request.read(), type=kind)
-        except msgspec.ValidationError as exc:
-            raise ImError(ErrorCode.BAD_REQUEST, f"invalid request: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise ImError(ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}") from None
+    async def _body(request: web.BaseRequest, kind: type[T]) -> T:
+        return parse_body(await request.read(), kind)
 
     async def index(self, request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(

@@ -1,13 +1,21 @@
-"""JSON encoding and decoding of ``ImMsg`` with errors mapped to codes in one place."""
+"""JSON encoding and decoding of ``ImMsg`` with errors mapped to codes in one place.
+
+Decoding is total: whatever the bytes (invalid UTF-8, nesting deeper than the interpreter's
+stack, integers of any size, any garbage), the outcome is a value or ``ImError(BAD_REQUEST)``
+with a reason for people. No other exception leaves this module, so a transport can hand it a
+peer's bytes without guarding against anything else.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
+
+T = TypeVar("T")
 
 _decoder = msgspec.json.Decoder(ImMsg)
 _loose = msgspec.json.Decoder()
@@ -21,21 +29,54 @@ def decode(payload: bytes | str) -> ImMsg:
     frame can echo it and the client knows which send failed.
     """
     try:
+        _check_utf8(payload)
         return _decoder.decode(payload)
-    except msgspec.ValidationError as exc:
+    except Exception as exc:
         raise ImError(
             ErrorCode.BAD_REQUEST,
-            f"invalid message: {exc}",
-            msg_id_client=_recover_msg_id_client(payload),
+            refusal(exc, "message"),
+            msg_id_client=_recover_msg_id_client(payload)
+            if isinstance(exc, msgspec.ValidationError)
+            else None,
         ) from None
-    except msgspec.DecodeError as exc:
-        raise ImError(ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}") from None
+
+
+def decode_as(decoder: msgspec.json.Decoder[T], payload: bytes | str, what: str) -> T:
+    """Parse ``payload`` with ``decoder`` (e.g. an HTTP request body, ``what`` = "request");
+    raises ``ImError(BAD_REQUEST)`` for anything it cannot decode, as ``decode`` does."""
+    try:
+        _check_utf8(payload)
+        return decoder.decode(payload)
+    except Exception as exc:
+        raise ImError(ErrorCode.BAD_REQUEST, refusal(exc, what)) from None
+
+
+def _check_utf8(payload: bytes | str) -> None:
+    """Raise ``UnicodeDecodeError`` unless the whole payload is UTF-8. msgspec checks only the
+    strings it keeps, and skips the fields it ignores; we refuse any text that is not UTF-8,
+    as JSON (and a WebSocket text message) must be. Nearly every message is ASCII, for which
+    the check costs next to nothing."""
+    if isinstance(payload, bytes) and not payload.isascii():
+        payload.decode()
+
+
+def refusal(exc: Exception, what: str) -> str:
+    """The reason given to a peer whose input failed to decode with ``exc``."""
+    if isinstance(exc, msgspec.ValidationError):
+        return f"invalid {what}: {exc}"  # names the field: "Expected `int` … - at `$.toUserId`"
+    if isinstance(exc, msgspec.DecodeError):
+        return f"malformed JSON: {exc}"
+    if isinstance(exc, UnicodeDecodeError):  # msgspec checks UTF-8 only when it builds a str
+        return f"malformed JSON: invalid UTF-8 at byte {exc.start}"
+    if isinstance(exc, RecursionError):
+        return "malformed JSON: nested too deeply"
+    return f"malformed JSON: {type(exc).__name__}"
 
 
 def _recover_msg_id_client(payload: bytes | str) -> str | None:
     try:
         raw: Any = _loose.decode(payload)
-    except msgspec.DecodeError:
+    except Exception:  # the same failures as above: then there is nothing to echo
         return None
     value = raw.get("msgIdClient") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None

@@ -2,7 +2,8 @@
 
 ``FrameDecoder`` is a small state machine: bytes in, complete payloads out. It never holds
 more than one frame's worth of bytes beyond what it hands back, and refuses a length over the
-limit before reading the body, so a peer cannot make it buffer an oversized frame.
+limit before reading the body, so a peer cannot make it buffer an oversized frame. It looks at
+lengths only: what a payload holds is the codec's business.
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ def encode_frame(payload: bytes) -> bytes:
 class FrameDecoder:
     """Splits a TCP byte stream into frame payloads."""
 
-    __slots__ = ("_buf", "max_frame")
+    __slots__ = ("_buf", "_failed", "max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self._buf = bytearray()
+        self._failed = False
         self.max_frame = max_frame
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return every payload now complete, in order.
+    def receive(self, data: bytes) -> tuple[list[bytes], ImError | None]:
+        """Add received bytes; return every payload now complete, in order, and the error that
+        ends the stream, if one came after them. Never raises.
 
-        Raises ``ImError(TOO_LARGE, close=True)`` for a length over the limit: the stream
-        cannot be resynchronised after that, so the connection must close.
+        A length over the limit is ``ImError(TOO_LARGE, close=True)``: the stream cannot be
+        resynchronised after it, so the decoder keeps nothing and ignores whatever follows,
+        while the frames completed before the bad length are still handed back.
         """
+        if self._failed:
+            return [], None
         buf = self._buf
         buf += data
         frames: list[bytes] = []
@@ -49,7 +55,8 @@ class FrameDecoder:
             (length,) = HEADER.unpack_from(buf, pos)
             if length > self.max_frame:
                 buf.clear()
-                raise ImError(
+                self._failed = True
+                return frames, ImError(
                     ErrorCode.TOO_LARGE,
                     f"frame of {length} bytes is over the limit of {self.max_frame}",
                     close=True,
@@ -61,6 +68,14 @@ class FrameDecoder:
             pos = start + length
         if pos:
             del buf[:pos]
+        return frames, None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """``receive`` for a reader that gives up on a broken stream: raises the error instead
+        (dropping the frames before it)."""
+        frames, error = self.receive(data)
+        if error is not None:
+            raise error
         return frames
 
     @property

@@ -1,7 +1,9 @@
 """The wire message: the seed's ``ImMsg`` fields, with its camelCase names, and the code tables.
 
 Every field but ``msgType`` is optional on the wire; each handler checks the fields it needs.
-Ids are integers below 2**53 so that JavaScript clients read them exactly.
+Every integer field has a range, checked when a message is decoded, so nothing out of range
+gets further: ids (``Id``) are below 2**53 so that JavaScript clients read them exactly, and
+counts, kinds and codes (``SmallInt``) fit the 32-bit columns that store them.
 """
 
 from __future__ import annotations
@@ -94,6 +96,14 @@ class Conv(msgspec.Struct, omit_defaults=True, rename="camel"):
     read_seq: Id | None = None
     peer_read_seq: Id | None = None
     unread: SmallInt | None = None
+
+    def __str__(self) -> str:
+        # Error reasons name conversations, so they read "chat 5" or "group 7", never a dump.
+        if self.team_id:
+            return f"group {self.team_id}"
+        if self.chat_id:
+            return f"chat {self.chat_id}"
+        return "a conversation without chatId or teamId"
 
 
 class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):

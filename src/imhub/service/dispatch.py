@@ -47,6 +47,10 @@ class Dispatcher:
         except ImError as exc:
             self.refuse(session, exc, msg)
             pending = None
+        except Exception:  # a bug: this message fails, the connection goes on
+            log.exception("handler for msgType %s failed", msg.msg_type)
+            self.refuse(session, ImError(ErrorCode.INTERNAL, "internal error"), msg)
+            pending = None
         if pending is None:
             session.request_id = None
             return None

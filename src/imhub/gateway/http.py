@@ -1,0 +1,96 @@
+"""HTTP connections: aiohttp's request handler, with our deadline and our error bodies.
+
+A connection is HTTP from its first byte (see ``listener``); from then on aiohttp parses it.
+Two things differ from aiohttp's defaults, because anyone can connect:
+
+- a request's head must arrive within the login timeout (the gateway sets aiohttp's
+  keep-alive timeout to it, which closes a connection whose next request is not complete in
+  time, however slowly its bytes trickle in), as a socket must log in within it;
+- a malformed request gets a JSON 400 like every other error, and costs at most one log line
+  at INFO, rate limited (aiohttp logs each one as an ERROR with a traceback, so a peer could
+  flood the log at will).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from imhub.http.responses import error_response
+
+log = logging.getLogger(__name__)
+
+
+class LogLimiter:
+    """At most ``burst`` lines per ``interval`` seconds; the lines over it are counted, and the
+    next line let through says how many were left out."""
+
+    __slots__ = ("_burst", "_clock", "_dropped", "_interval", "_start", "_used")
+
+    def __init__(self, burst: int, interval: float, clock: Callable[[], float]) -> None:
+        self._burst = burst
+        self._interval = interval
+        self._clock = clock
+        self._start = float("-inf")
+        self._used = 0
+        self._dropped = 0
+
+    def allow(self) -> int | None:
+        """None to leave this line out; otherwise how many were left out since the last one."""
+        now = self._clock()
+        if now - self._start >= self._interval:
+            self._start, self._used = now, 0
+        if self._used >= self._burst:
+            self._dropped += 1
+            return None
+        self._used += 1
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+
+class HttpConnection(RequestHandler):
+    __slots__ = ("_limiter", "_quiet")
+
+    def __init__(self, manager: web.Server, limiter: LogLimiter, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._limiter = limiter
+        self._quiet = False
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not parse (``exc`` is then the parser's
+        error) or whose handler failed; it closes the connection after it."""
+        if isinstance(exc, HttpProcessingError):  # the peer's fault, not ours
+            # aiohttp's message is a line, then the bytes it choked on: keep the line.
+            detail = (exc.message or "").strip().split("\n", 1)[0].rstrip(": ")[:200]
+            reason = f"malformed HTTP request: {detail or 'bad request'}"
+            dropped = self._limiter.allow()
+            if dropped is not None:
+                more = f" ({dropped} more not logged)" if dropped else ""
+                log.info("malformed HTTP request from %s: %s%s", request.remote, detail, more)
+            self._quiet = True  # nor an access log line for it
+        else:
+            reason = "internal error" if status == 500 else HTTPStatus(status).phrase.lower()
+            log.error("HTTP request from %s failed", request.remote, exc_info=exc)
+        if request.writer.output_size > 0:  # as aiohttp: too late for an error response
+            raise ConnectionError("the response was sent already")
+        response = error_response(status, reason)
+        response.force_close()
+        return response
+
+    def log_access(
+        self, request: web.BaseRequest, response: web.StreamResponse, time: float | None
+    ) -> None:
+        if not self._quiet:
+            super().log_access(request, response, time)
