@@ -60,7 +60,9 @@ class App:
         membership = Membership(engine, teams)
         delivery = Delivery(registry)
 
-        self.login = LoginService(engine, writer, registry, self.auth, known_users)
+        self.login = LoginService(
+            engine, writer, registry, self.auth, known_users, max_frame=config.max_frame
+        )
         self.chat = ChatService(
             writer,
             membership,
@@ -74,7 +76,7 @@ class App:
         self.reads = ReadService(
             engine, writer, membership, delivery, self.chat, MoveReads(sequences), registry
         )
-        self.history = HistoryService(engine, membership)
+        self.history = HistoryService(engine, membership, max_frame=config.max_frame)
         self.teams = TeamService(
             engine,
             writer,

@@ -25,7 +25,7 @@ _HELP = {
     "max_frame": "Largest accepted message, in bytes.",
     "login_timeout": "Seconds a new connection has to log in.",
     "idle_timeout": "Seconds of silence after which a connection is closed.",
-    "max_outbound": "Bytes queued for a connection that does not read before it is dropped.",
+    "max_outbound": "Bytes kept for one connection (unread output, messages held in a sync).",
     "batch_max": "Most writes committed in one transaction.",
     "recall_window": "Seconds during which a sender may recall a message.",
     "max_inflight": "Unanswered sends per connection before it is read no further.",

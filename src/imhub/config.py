@@ -26,7 +26,7 @@ class Config:
     max_frame: int = 64 * 1024
     login_timeout: float = 5.0
     idle_timeout: float = 90.0
-    max_outbound: int = 1024 * 1024  # bytes queued for one slow reader before it is closed
+    max_outbound: int = 1024 * 1024  # bytes kept for one connection before it is dropped
     batch_max: int = 512  # messages committed in one transaction at most
     recall_window: float = 120.0  # seconds during which a sender may recall a message
     max_inflight: int = 1000  # unanswered sends per connection before it is read no further

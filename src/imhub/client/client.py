@@ -10,6 +10,10 @@ message once, in order, whatever happens to the network.
 - A heartbeat goes out every ``heartbeat_interval``; no answer within ``heartbeat_timeout``
   means the link is dead (even if the socket looks open), and it is replaced.
 - ``logout()`` and ``close()`` end it: no reconnect.
+- A token is a string, or a callable (plain or async) asked for a fresh one before every
+  connect. When the server ends a session because its token expired (401), a client with a
+  callable logs in again at once with a new token, as after any drop (nothing lost, nothing
+  twice); with a string it closes, since the same token would be refused.
 - Messages reach the application through ``events()`` (or listeners), de-duplicated and in
   each conversation's sequence order (``ordering.Ordering``).
 """
@@ -18,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import ssl
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +58,8 @@ from imhub.protocol.messages import ClientType, ImMsg, MsgType
 log = logging.getLogger("imhub.client")
 
 GROUP_EVENTS = frozenset(range(MsgType.TEAM_CREATE, MsgType.TEAM_DISMISS + 1))
+# A login token, or where to get a fresh one before each connect.
+TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 HEARTBEAT = codec.encode(ImMsg(msg_type=MsgType.HEARTBEAT))
 
 
@@ -93,7 +100,7 @@ class ImClient:
     def __init__(
         self,
         url: str,
-        token: str | Callable[[], str],
+        token: TokenSource,
         *,
         client_type: int = ClientType.PC,
         heartbeat_interval: float = 25.0,
@@ -140,6 +147,7 @@ class ImClient:
         self._save_scheduled = False
         self._went_online = False  # whether the current connection got as far as online
         self._leaving = False  # logging out: the server's close is expected
+        self._expired = False  # the server ended the current session: its token expired
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -198,17 +206,27 @@ class ImClient:
         while not self._stopped.is_set():
             self._set_state(State.RECONNECTING if was_online else State.CONNECTING)
             attempts += 1
+            renew = False
             try:
+                token = await self._fresh_token()
                 link = await open_link(self.url, self.request_timeout, self._ssl)
             except (OSError, TimeoutError, aiohttp.ClientError) as exc:
                 log.warning("connect attempt %d to %s failed: %s", attempts, self.url, exc)
+            except Exception as exc:  # the application's token callable failed
+                log.warning("connect attempt %d: no token: %r", attempts, exc, exc_info=True)
             else:
+                self._expired = False
                 try:
-                    await self._run(link)
+                    await self._run(link, token)
                 except ClientError as exc:  # refused login: retrying cannot help
                     self._finish(f"login refused: {exc}")
                 except (_LinkLost, OSError, TimeoutError, aiohttp.ClientError) as exc:
-                    if not self._leaving:
+                    if self._expired and isinstance(self._token, str):
+                        self._finish("token expired (pass a callable to renew it)")
+                    elif self._expired:
+                        log.info("token expired: logging in again with a fresh one")
+                        renew = self._went_online  # at once, unless it never got online
+                    elif not self._leaving:
                         log.warning(
                             "connection to %s lost: %s", self.url, exc or type(exc).__name__
                         )
@@ -222,6 +240,8 @@ class ImClient:
                     delays = backoff(self.backoff_base, self.backoff_cap)
             if self._stopped.is_set():
                 break
+            if renew:
+                continue
             if self.max_attempts is not None and attempts >= self.max_attempts:
                 self._finish(f"gave up after {attempts} attempts")
                 break
@@ -230,14 +250,22 @@ class ImClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), delay)
 
-    async def _run(self, link: Link) -> None:
+    async def _fresh_token(self) -> str:
+        """The token to log in with: the string given, or what the callable returns now."""
+        if isinstance(self._token, str):
+            return self._token
+        token = self._token()
+        if inspect.isawaitable(token):
+            token = await token
+        return token
+
+    async def _run(self, link: Link, token: str) -> None:
         """One connection: log in, re-enter, sync, resend, then serve until it drops."""
         self._link = link
         self._went_online = False
         reader = asyncio.create_task(self._read(link))
         heartbeat: asyncio.Task[None] | None = None
         try:
-            token = self._token() if callable(self._token) else self._token
             login = await self._call(
                 {
                     "msgType": MsgType.LOGIN,
@@ -279,6 +307,8 @@ class ImClient:
                 log.warning("undecodable message from the server: %r", data[:200])
                 continue
             self._receive(msg)
+            if self._expired:  # the server closes next; nothing after this counts
+                raise _LinkLost("token expired")
         raise _LinkLost("closed by the server")
 
     async def _heartbeat(self, link: Link) -> None:
@@ -357,6 +387,8 @@ class ImClient:
         elif t == MsgType.ERROR:
             if rid is not None and rid in self._outbox:
                 self._refused(rid, msg)
+            elif msg.code == ErrorCode.UNAUTHORIZED:  # about no request: the session is over
+                self._expired = True
             else:
                 log.warning("server error %s: %s", msg.code, msg.reason)
         else:
@@ -685,7 +717,7 @@ def codec_dict(value: Any) -> dict[str, Any]:
 _shared: dict[str, ImClient] = {}
 
 
-def shared(url: str | None = None, token: str | None = None, **options: Any) -> ImClient:
+def shared(url: str | None = None, token: TokenSource | None = None, **options: Any) -> ImClient:
     """The process's one client, as the seed has it: the first call (with ``url`` and
     ``token``) makes it, every later call returns it. Tests and tools make ``ImClient``s."""
     if "client" not in _shared:

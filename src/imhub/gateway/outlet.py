@@ -1,31 +1,63 @@
 """Writing to a connection: frames queued during a loop tick are written with one call.
 
 Flushing once per tick instead of once per message nearly doubles what a Python server can
-relay (see docs/performance.md). Memory per connection stays bounded: a connection whose
-unread output passes ``max_outbound`` bytes is a slow consumer and is dropped; its messages
-stay stored and reach it on its next login.
+relay (see docs/performance.md). Memory per connection stays bounded in bytes: what is queued
+for a connection (this tick's frames and the transport's buffer) never passes ``max_outbound``;
+a connection that gets there is a slow consumer and is dropped (its messages stay stored and
+reach it by sync or at its next login). What the server reads from storage for a connection
+(login backlog) waits on ``drained()`` instead, so a slow reader slows the reading down rather
+than being dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
+
+
+class Writable:
+    """Flow control of one transport, fed by its protocol's ``pause_writing`` and
+    ``resume_writing`` (and ``connection_lost``). ``await writable()`` ends when writing may
+    go on: the object is the outlet's ``drain`` itself, so no bound method is kept per
+    connection."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    def pause(self) -> None:
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+
+    def resume(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def __call__(self) -> None:
+        if self._waiter is not None:
+            await asyncio.shield(self._waiter)
 
 
 class FrameOutlet:
     """Implements ``service.sessions.Outlet`` over a transport, with a framing header."""
 
     __slots__ = (
+        "_buffered",
+        "_closed",
         "_closer",
         "_header",
         "_loop",
         "_max_outbound",
         "_pending",
+        "_queued",
         "_transport",
         "closing",
+        "drain",
     )
 
     def __init__(
@@ -38,18 +70,43 @@ class FrameOutlet:
         self._transport = transport
         self._header = header
         self._max_outbound = max_outbound
+        if transport.get_write_buffer_limits()[1] > max_outbound // 2:
+            # The transport must pause (and ``drain`` wait) before half the limit is queued,
+            # or a producer waiting on ``drained()`` could still pass the limit.
+            transport.set_write_buffer_limits(high=max(1, max_outbound // 2))
         self._closer = closer  # the transport's own graceful close
         self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
+        self._queued = 0  # bytes in _pending
+        # The transport's buffer at the last flush: it only shrinks until the next one, so
+        # _queued + _buffered bounds what is queued without asking the transport each time.
+        self._buffered = 0
+        self._closed: asyncio.Future[None] | None = None  # made when a producer waits
         self.closing = False
+        # Ends when the transport takes writes again after pausing them; set by the
+        # connection that owns the transport (its protocol gets the flow-control calls).
+        self.drain: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def limit(self) -> int:
+        return self._max_outbound
 
     def send(self, payload: bytes) -> None:
         if self.closing:
             return
         if not self._pending:
             self._loop.call_soon(self.flush)
-        self._pending.append(self._header(len(payload)))
+        header = self._header(len(payload))
+        self._pending.append(header)
         self._pending.append(payload)
+        self._queued += len(header) + len(payload)
+        if self._queued + self._buffered > self._max_outbound:
+            self._buffered = self._transport.get_write_buffer_size()
+            if self._queued + self._buffered > self._max_outbound:
+                self._drop()
+
+    def queued(self) -> int:
+        return self._queued + self._transport.get_write_buffer_size()
 
     def flush(self) -> None:
         if not self._pending:
@@ -57,17 +114,51 @@ class FrameOutlet:
         transport = self._transport
         if transport.is_closing():
             self._pending.clear()
+            self._queued = 0
             return
         transport.writelines(self._pending)
         self._pending.clear()
-        if transport.get_write_buffer_size() > self._max_outbound:
-            log.warning("dropping a slow consumer with %d bytes unread", self._max_outbound)
-            self.closing = True
-            transport.abort()
+        self._queued = 0
+        self._buffered = transport.get_write_buffer_size()
+        if self._buffered > self._max_outbound:
+            self._drop()
+
+    def drained(self) -> Awaitable[None] | None:
+        if self.closing or self.queued() <= self._max_outbound // 2:
+            return None
+        self.flush()
+        if self.closing or self.drain is None:
+            return None
+        return self._until_drained(self.drain)
+
+    async def _until_drained(self, drain: Callable[[], Awaitable[None]]) -> None:
+        if self._closed is None:
+            self._closed = self._loop.create_future()
+        draining = asyncio.ensure_future(drain())
+        draining.add_done_callback(_quietly)  # a lost connection ends it with an error
+        await asyncio.wait((draining, self._closed), return_when=asyncio.FIRST_COMPLETED)
+
+    def _drop(self) -> None:
+        log.warning("dropping a slow consumer with over %d bytes unread", self._max_outbound)
+        self._pending.clear()
+        self._queued = 0
+        self._ended()
+        self._transport.abort()
 
     def close(self) -> None:
         if self.closing:
             return
         self.flush()
+        if not self.closing:
+            self._ended()
+            self._closer()
+
+    def _ended(self) -> None:
         self.closing = True
-        self._closer()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+
+def _quietly(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, cast
 
+from imhub.gateway.outlet import Writable
 from imhub.protocol.errors import ImError
 from imhub.protocol.framing import FrameDecoder, frame_header
 from imhub.service.dispatch import Dispatcher
@@ -34,6 +35,7 @@ class TcpConnection(asyncio.Protocol):
         "_loop",
         "_next",
         "_transport",
+        "_writable",
         "_write_paused",
         "session",
     )
@@ -46,12 +48,14 @@ class TcpConnection(asyncio.Protocol):
         self._next = 0
         self._busy = False
         self._write_paused = False
+        self._writable = Writable()  # for producers that wait for the peer (login backlog)
         self._loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         outlet = self._gateway.outlet(transport, frame_header, transport.close)
+        outlet.drain = self._writable
         self.session = self._gateway.open_session(outlet)
 
     def data_received(self, data: bytes) -> None:
@@ -93,12 +97,15 @@ class TcpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._writable.pause()
         self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._writable.resume()
         if not self._busy and not self._transport.is_closing():
             self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._writable.resume()
         self._gateway.close_session(self.session)

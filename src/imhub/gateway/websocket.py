@@ -30,7 +30,9 @@ async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.Str
     def close() -> None:
         gateway.spawn(ws.close())
 
-    session = gateway.open_session(gateway.outlet(transport, ws_frame_header, close))
+    outlet = gateway.outlet(transport, ws_frame_header, close)
+    outlet.drain = request.writer.drain  # aiohttp's protocol gets the flow-control calls
+    session = gateway.open_session(outlet)
     loop = asyncio.get_running_loop()
     try:
         async for message in ws:

@@ -5,11 +5,24 @@ Login is the one ordered step: the session joins the registry at a point of the 
 Everything after the user's read position up to that point is written from storage, oldest
 first (messages as notices, recalls and group events as themselves); live messages after it
 wait in ``Session.held`` until that backlog is out, so each arrives once and in order.
+
+The backlog is read from storage a bounded number of messages at a time (``history.read_size``),
+and the next message is written only once the client has taken most of what was written
+(``Outlet.drained``): a slow reader slows its own login down, and the server holds no more than
+its byte limit queued for it.
+
+A session lasts as long as its token: a timer per session fires at the token's expiry, tells
+the client (401, "token expired") and closes; closing the session cancels it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol import codec
 from imhub.protocol.conversation import conv_key
@@ -17,6 +30,7 @@ from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.auth import TokenAuthority
 from imhub.service.delivery import backlog_message, notice_message
+from imhub.service.history import read_size
 from imhub.service.reads import unread_list
 from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage.conversations import messages_between
@@ -25,7 +39,10 @@ from imhub.storage.reads import ConvState
 from imhub.storage.users import KnownUsers
 from imhub.storage.writer import BatchWriter
 
-BACKLOG_PAGE = 500
+log = logging.getLogger(__name__)
+
+# A far expiry is re-armed at most this far ahead: event loops round huge delays differently.
+MAX_TIMER = 24 * 3600.0
 HEARTBEAT_ANSWER = codec.encode(ImMsg(msg_type=MsgType.HEARTBEAT, code=ErrorCode.OK))
 
 
@@ -37,20 +54,25 @@ class LoginService:
         registry: SessionRegistry,
         auth: TokenAuthority,
         known_users: KnownUsers,
+        max_frame: int = 64 * 1024,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._writer = writer
         self._registry = registry
         self._auth = auth
         self._claim = ClaimOnLogin(known_users)
+        self._max_frame = max_frame  # the largest message storage can hold
+        self._clock = clock  # wall clock, as token expiries are
 
     async def login(self, session: Session, msg: ImMsg) -> None:
         if session.user_id is not None:
             raise ImError(ErrorCode.CONFLICT, "already logged in on this connection")
         if not msg.token:
             raise ImError(ErrorCode.UNAUTHORIZED, "token is required", close=True)
-        user_id = self._auth.verify(msg.token)  # whether the user exists, the writer checks
+        user_id, expires = self._auth.verify(msg.token)  # whether the user exists: the writer
         session.client_type = msg.from_client_type or 0
+        self._expire_at(session, expires)
         session.hold()
 
         def register(convs: list[ConvState]) -> bool:
@@ -66,6 +88,9 @@ class LoginService:
             snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))
         except ImError:  # refused (an unknown user): it never joined, nothing was held for it
             session.release_held()
+            if session.expiry is not None:
+                session.expiry.cancel()
+                session.expiry = None
             raise
         except BaseException:
             session.close()
@@ -86,6 +111,7 @@ class LoginService:
                     await self._write_backlog(session, conv)
             for notice in snapshot.notices:
                 session.push(notice_message(notice))
+                await _taken(session)
             session.release_held()
         except BaseException:
             # A login that failed half-way is not resumed: the client logs in again and gets
@@ -96,14 +122,43 @@ class LoginService:
     async def _write_backlog(self, session: Session, state: ConvState) -> None:
         conv = conv_key(state.chat_id, state.team_id)
         after = state.read_seq
-        async with self._engine.connect() as conn:
+        per_read = read_size(session.outlet.limit, self._max_frame)
+        conn: AsyncConnection | None = None
+        try:
             while after < state.last_seq and not session.closed:
-                page = await messages_between(conn, conv, after, state.last_seq, BACKLOG_PAGE)
+                if conn is None:
+                    conn = await self._engine.connect()
+                page = await messages_between(conn, conv, after, state.last_seq, per_read)
                 for row in page:
                     session.push(backlog_message(row))
-                if len(page) < BACKLOG_PAGE:
+                    waiting = session.outlet.drained()
+                    if waiting is not None:
+                        if conn is not None:  # a pooled connection is not for waiting with
+                            await conn.close()
+                            conn = None
+                        await waiting
+                if len(page) < per_read:
                     return
                 after = page[-1].seq
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    def _expire_at(self, session: Session, expires: float) -> None:
+        """Arm the session's timer for the token's expiry (wall clock, as ``exp`` is)."""
+        loop = asyncio.get_running_loop()
+        delay = min(expires - self._clock(), MAX_TIMER)
+        session.expiry = loop.call_at(loop.time() + delay, self._expired, session, expires)
+
+    def _expired(self, session: Session, expires: float) -> None:
+        session.expiry = None
+        if session.closed:
+            return
+        if self._clock() < expires:  # armed MAX_TIMER ahead, or the clocks drifted apart
+            self._expire_at(session, expires)
+            return
+        log.info("closing a session of user %s: its token expired", session.user_id)
+        session.end(ErrorCode.UNAUTHORIZED, "token expired")
 
     def logout(self, session: Session, msg: ImMsg) -> None:
         session.reply(ImMsg(msg_type=MsgType.LOGOUT, code=ErrorCode.OK))
@@ -113,6 +168,13 @@ class LoginService:
         session.reply(HEARTBEAT_ANSWER)
 
     def closed(self, session: Session) -> None:
-        """The connection is gone: its presence goes with it."""
-        session.closed = True
+        """The connection is gone: its presence goes with it (and its expiry timer)."""
+        session.gone()
         self._registry.remove(session)
+
+
+async def _taken(session: Session) -> None:
+    """Back-pressure: wait while the client has not taken most of what it was written."""
+    waiting = session.outlet.drained()
+    if waiting is not None:
+        await waiting

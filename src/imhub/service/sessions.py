@@ -10,22 +10,35 @@ to the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Coroutine
+import logging
+from collections.abc import Awaitable, Collection, Coroutine
 from typing import Any, Protocol
 
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
 
+log = logging.getLogger(__name__)
+
 NOTHING_ENTERED: frozenset[int] = frozenset()
-MAX_HELD = 10_000  # live messages held for one connection while storage is read for it
 
 
 class Outlet(Protocol):
     """The transport side of a session, implemented by the gateway for TCP and WebSocket."""
 
+    @property
+    def limit(self) -> int:
+        """The most bytes the server keeps for this connection (``--max-outbound``)."""
+
     def send(self, payload: bytes) -> None:
         """Queue one encoded JSON message; framing is the outlet's business."""
+
+    def queued(self) -> int:
+        """Bytes written to this connection that the peer has not taken yet."""
+
+    def drained(self) -> Awaitable[None] | None:
+        """None while little is queued; else an awaitable that ends when the peer has taken
+        most of it, or the connection is gone. Producers that read from storage wait on it."""
 
     def close(self) -> None:
         """Flush what is queued, then close."""
@@ -67,8 +80,10 @@ class Session:
         "client_type",
         "closed",
         "entered",
+        "expiry",
         "floor",
         "held",
+        "held_bytes",
         "inflight",
         "last_seen",
         "opened",
@@ -93,6 +108,9 @@ class Session:
         # While storage is being read for this connection (login backlog, sync), live
         # messages wait here as (conversation, seq, payload) to keep order and skip repeats.
         self.held: list[tuple[int, int, bytes]] | None = None
+        self.held_bytes = 0
+        # Fires when the login token expires (``LoginService``); cancelled on close.
+        self.expiry: asyncio.TimerHandle | None = None
         # The msgIdClient of the request being handled, echoed on its answer and errors.
         self.request_id: str | None = None
         self.inflight: InFlight | None = None  # sends not yet answered, made on first send
@@ -118,12 +136,17 @@ class Session:
 
     def _hold(self, conv: int, seq: int, payload: bytes) -> None:
         assert self.held is not None
-        if len(self.held) < MAX_HELD:
-            self.held.append((conv, seq, payload))
-        else:
-            # Live traffic outran what storage is giving this connection: drop it rather than
-            # buffer without bound; everything is stored, and the client catches up by sync.
-            self.close()
+        self.held.append((conv, seq, payload))
+        self.held_bytes += len(payload)
+        if self.held_bytes + self.outlet.queued() > self.outlet.limit:
+            # Live traffic outran what storage is giving this connection (or the client never
+            # asked for the next sync page): drop it rather than keep more than the limit;
+            # everything is stored, and the client catches up by sync.
+            log.warning(
+                "dropping a connection with %d bytes held during a sync or login",
+                self.held_bytes,
+            )
+            self.end(ErrorCode.SLOW_CONSUMER, "too much arrived while catching up: sync again")
 
     def hold(self) -> None:
         if self.held is None:
@@ -131,6 +154,7 @@ class Session:
 
     def release_held(self) -> None:
         held, self.held = self.held, None
+        self.held_bytes = 0
         for conv, seq, payload in held or ():
             if conv:
                 self.deliver(conv, seq, payload)
@@ -165,10 +189,27 @@ class Session:
     def error(self, code: ErrorCode, reason: str, msg_id_client: str | None = None) -> None:
         self.reply(codec.error_msg(code, reason, msg_id_client))
 
+    def end(self, code: ErrorCode, reason: str) -> None:
+        """Tell the client why the server ends the session, then close. The error answers
+        no request, so it carries no ``msgIdClient``, whatever is being handled."""
+        if not self.closed:
+            self.outlet.send(codec.encode(codec.error_msg(code, reason)))
+            self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.outlet.close()
+        self.gone()
+
+    def gone(self) -> None:
+        """The connection is closed (by either side): let go of what is kept for it."""
+        self.closed = True
+        self.held = None
+        self.held_bytes = 0
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
 
 
 class SessionRegistry:
