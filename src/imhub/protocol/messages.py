@@ -96,6 +96,7 @@ class Conv(msgspec.Struct, omit_defaults=True, rename="camel"):
     read_seq: Id | None = None
     peer_read_seq: Id | None = None
     unread: SmallInt | None = None
+    left: bool | None = None  # a group you are no longer in: lastSeq is the event that ended it
 
     def __str__(self) -> str:
         # Error reasons name conversations, so they read "chat 5" or "group 7", never a dump.
@@ -142,3 +143,4 @@ class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):
     reader_ids: list[Id] | None = None
     with_readers: bool | None = None
     backlog: bool | None = None
+    refused: list[Conv] | None = None  # sync: named conversations that are not yours

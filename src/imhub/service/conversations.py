@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg
 from imhub.storage.chats import ChatRow, get_chat
-from imhub.storage.teams import TeamInfo, Teams
+from imhub.storage.teams import TeamInfo, Teams, former_member
 
 
 class Membership:
@@ -25,6 +25,21 @@ class Membership:
             await self.chat(user_id, msg.chat_id)
             return msg.chat_id
         raise ImError(ErrorCode.BAD_REQUEST, "chatId or teamId is required")
+
+    async def visible(self, user_id: int, msg: ImMsg) -> tuple[int, int | None]:
+        """The conversation ``msg`` names and how far the user may see it: None for a member,
+        and for a former member of a group the seq of the event that ended the membership
+        (they keep what came before it, and nothing after). Raises as ``conv_of``."""
+        try:
+            return await self.conv_of(user_id, msg), None
+        except ImError as exc:
+            if exc.code != ErrorCode.FORBIDDEN or not msg.team_id:
+                raise
+            async with self._engine.connect() as conn:
+                upto = await former_member(conn, msg.team_id, user_id)
+            if upto is None:
+                raise
+            return -msg.team_id, upto
 
     async def chat(self, user_id: int, chat_id: int) -> ChatRow:
         chat = self._chats.get(chat_id)

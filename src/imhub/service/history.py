@@ -72,10 +72,12 @@ class HistoryService:
     async def history(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 14: a page of messages before ``beforeSeq`` (default: the newest)."""
         assert session.user_id is not None
-        conv = await self._membership.conv_of(session.user_id, msg)
+        conv, upto = await self._membership.visible(session.user_id, msg)
         limit = page_size(msg.limit)
         budget, per_read = self._bounds(session)
         before = msg.before_seq if msg.before_seq is not None else 2**53
+        if upto is not None:  # a former member: up to the event that ended it
+            before = min(before, upto + 1)
         newest_first: list[MsgRow] = []
         size = 0
         more = False

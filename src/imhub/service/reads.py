@@ -52,6 +52,7 @@ def conv_list(states: list[ConvState]) -> list[Conv]:
             read_seq=s.read_seq,
             peer_read_seq=s.peer_read_seq if s.chat_id else None,
             unread=s.unread,
+            left=s.left or None,
         )
         for s in states
     ]
@@ -79,9 +80,9 @@ class ReadService:
     async def chat_enter(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 5: show this conversation here and read everything in it."""
         assert session.user_id is not None
-        conv = await self._membership.conv_of(session.user_id, msg)
+        conv, upto = await self._membership.visible(session.user_id, msg)
         self._registry.enter(session, conv)
-        seq = await self._read(session, conv, None)
+        seq = await self._read(session, conv, None, upto)
         session.reply(
             addressed(ImMsg(msg_type=MsgType.CHAT_ENTER, code=ErrorCode.OK, seq=seq), conv)
         )
@@ -97,16 +98,20 @@ class ReadService:
     async def read(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 12: "I have read up to ``seq``" without entering the conversation."""
         assert session.user_id is not None
-        conv = await self._membership.conv_of(session.user_id, msg)
+        conv, upto = await self._membership.visible(session.user_id, msg)
         if msg.seq is None:
             raise ImError(ErrorCode.BAD_REQUEST, "seq is required")
-        seq = await self._read(session, conv, msg.seq)
+        seq = await self._read(session, conv, msg.seq, upto)
         session.reply(addressed(ImMsg(msg_type=MsgType.READ, code=ErrorCode.OK, seq=seq), conv))
 
-    async def _read(self, session: Session, conv: int, upto: int | None) -> int:
+    async def _read(
+        self, session: Session, conv: int, seq: int | None, upto: int | None = None
+    ) -> int:
+        """Move the user's read position to ``seq`` (None: the newest), never past ``upto``
+        (a former member's last visible seq), and announce it."""
         assert session.user_id is not None
         user_id = session.user_id
-        seq = await self._writer.call(self._move, ReadIn(user_id, conv, upto))
+        seq = await self._writer.call(self._move, ReadIn(user_id, conv, seq, upto))
         peer = await self._membership.peer(user_id, conv)
         if peer is None:
             self._delivery.send(
@@ -122,9 +127,11 @@ class ReadService:
         """Handle msgType 13: how many (and, with ``withReaders``, which) members have read
         message ``seq``: the seed's ``read_num``, derived from read positions."""
         assert session.user_id is not None
-        conv = await self._membership.conv_of(session.user_id, msg)
+        conv, upto = await self._membership.visible(session.user_id, msg)
         if msg.seq is None:
             raise ImError(ErrorCode.BAD_REQUEST, "seq is required")
+        if upto is not None and msg.seq > upto:
+            raise ImError(ErrorCode.FORBIDDEN, "that message came after you left the group")
         async with self._engine.connect() as conn:
             readers = await reads.receipt(conn, conv, msg.seq)
         if readers is None:

@@ -93,10 +93,12 @@ class TeamService:
             team_name=info.name,
             owner_id=info.owner,
             member_ids=sorted(info.members),
-            seq=changed.event.seq,
+            seq=changed.event.seq if changed.event else None,  # None: nothing changed
         )
 
     def _announce(self, skip: Session | None, changed: TeamChanged) -> None:
+        if changed.event is None:
+            return
         event = message(changed.event)
         event.team_name = changed.info.name
         event.member_ids = list(changed.affected)

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ImError
@@ -43,6 +43,9 @@ class ConvState:
     read_seq: int  # the user's own read position
     peer_read_seq: int  # one-to-one only: how far the other user has read
     unread: int
+    # A group the user is no longer a member of (removed, left, dissolved): ``last_seq`` is
+    # the event that ended the membership, the last message they may see.
+    left: bool = False
 
 
 def _person_side(me: Any, peer: Any, my_read: Any, peer_read: Any) -> Select[Any]:
@@ -70,15 +73,19 @@ def _person_side(me: Any, peer: Any, my_read: Any, peer_read: Any) -> Select[Any
 
 
 def _teams_of_users() -> Select[Any]:
+    """The groups of the users in ``:users``: those they are in, and those they left (or were
+    removed from, or that were dissolved) with everything up to that event."""
     c, t, tm = chat_t, team_t, team_msg_t
+    upto = case((c.c.delete_flag == True, c.c.leave_seq), else_=t.c.last_seq)  # noqa: E712
     return (
         select(
             c.c.to_user_id,
             t.c.team_id,
             t.c.team_name,
-            t.c.last_seq,
+            upto,
             c.c.to_read_seq,
             func.count(tm.c.team_msg_id),
+            c.c.delete_flag,
         )
         .select_from(
             c.join(t, t.c.team_id == c.c.team_id).outerjoin(
@@ -86,6 +93,7 @@ def _teams_of_users() -> Select[Any]:
                 and_(
                     tm.c.team_id == c.c.team_id,
                     tm.c.seq > c.c.to_read_seq,
+                    tm.c.seq <= upto,
                     tm.c.from_user_id != c.c.to_user_id,
                     tm.c.msg_type == CHAT_MSG,
                     tm.c.cancel_flag == False,  # noqa: E712
@@ -95,10 +103,20 @@ def _teams_of_users() -> Select[Any]:
         .where(
             c.c.event_type == TEAM,
             c.c.to_user_id.in_(bindparam("users", expanding=True)),
-            c.c.delete_flag == False,  # noqa: E712
-            t.c.delete_flag == False,  # noqa: E712
+            or_(
+                and_(c.c.delete_flag == False, t.c.delete_flag == False),  # noqa: E712
+                c.c.leave_seq > 0,
+            ),
         )
-        .group_by(c.c.to_user_id, t.c.team_id, t.c.team_name, t.c.last_seq, c.c.to_read_seq)
+        .group_by(
+            c.c.to_user_id,
+            t.c.team_id,
+            t.c.team_name,
+            t.c.last_seq,
+            c.c.to_read_seq,
+            c.c.delete_flag,
+            c.c.leave_seq,
+        )
         .order_by(t.c.team_id)
     )
 
@@ -124,8 +142,8 @@ async def conversations_of(
             found[me].append(ConvState(chat_id, 0, peer_id, "", last, read, peer_seq, n))
     for states in found.values():
         states.sort(key=lambda state: state.chat_id)
-    for me, team_id, name, last, read, n in await conn.execute(_TEAMS, users):
-        found[me].append(ConvState(0, team_id, 0, name, last, read, 0, n))
+    for me, team_id, name, last, read, n, left in await conn.execute(_TEAMS, users):
+        found[me].append(ConvState(0, team_id, 0, name, last, read, 0, n, bool(left)))
     return found
 
 
@@ -142,7 +160,9 @@ async def readers(conn: AsyncConnection, conv: int, seq: int, sender: int) -> li
             .where(
                 chat_t.c.team_id == -conv,
                 chat_t.c.event_type == TEAM,
-                chat_t.c.delete_flag == False,  # noqa: E712
+                # Members when it was stored, who have read it (since left, or not).
+                chat_t.c.join_seq <= seq,
+                or_(chat_t.c.delete_flag == False, chat_t.c.leave_seq >= seq),  # noqa: E712
                 chat_t.c.to_read_seq >= seq,
                 chat_t.c.to_user_id != sender,
             )
@@ -170,6 +190,7 @@ class ReadIn:
     user_id: int
     conv: int
     seq: int | None  # None: everything so far
+    upto: int | None = None  # a former member's last visible seq: positions stop there
 
 
 class MoveReads:
@@ -183,6 +204,8 @@ class MoveReads:
         moves = []
         for item in items:
             last = await self._seqs.last(conn, item.conv)
+            if item.upto is not None:
+                last = min(last, item.upto)
             moves.append(
                 (item.user_id, item.conv, last if item.seq is None else min(item.seq, last))
             )

@@ -105,8 +105,8 @@ class TeamOp:
 @dataclass(slots=True, frozen=True)
 class TeamChanged:
     info: TeamInfo  # after the change (members empty when dissolved)
-    event: MsgRow  # the event in the group's stream
-    notify: frozenset[int]  # members before and after: everyone who must hear of it
+    event: MsgRow | None  # the event in the group's stream; None: nothing changed
+    notify: frozenset[int] = frozenset()  # members before and after: who must hear of it
     affected: tuple[int, ...] = field(default=())
 
 
@@ -142,6 +142,7 @@ class ApplyTeamOps:
         actor = names[op.actor]
         if op.op in (ADD, REMOVE, DISMISS) and op.actor != info.owner:
             raise ImError(ErrorCode.FORBIDDEN, "only the group's owner may do that")
+        # Every refusal is raised before anything is written (``writer.each``).
         if op.op == ADD:
             unknown = set(op.member_ids) - names.keys()
             if unknown:
@@ -149,40 +150,53 @@ class ApplyTeamOps:
             new = tuple(u for u in dict.fromkeys(op.member_ids) if u not in info.members)
             if len(info.members) + len(new) > MAX_MEMBERS:
                 raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
-            await _join(conn, info.team_id, new, await self._seqs.last(conn, -info.team_id))
+            if not new:
+                return TeamChanged(info, None)  # all of them are members already
+            seq = await self._seqs.next(conn, -info.team_id)
+            await _join(conn, info.team_id, new, seq)
             after = replace(info, members=info.members | set(new))
             text = f"{actor} added {_list(names, new)}"
-            return await self._event(conn, op, info, after, new, text)
+            return await self._event(conn, op, seq, info, after, new, text)
         if op.op == REMOVE:
             gone = tuple(u for u in dict.fromkeys(op.member_ids) if u in info.members)
             if info.owner in gone:
                 raise ImError(
                     ErrorCode.BAD_REQUEST, "the owner cannot be removed; dissolve instead"
                 )
-            await _leave(conn, info.team_id, gone)
+            if not gone:
+                return TeamChanged(info, None)  # none of them is a member
+            seq = await self._seqs.next(conn, -info.team_id)
+            await _leave(conn, info.team_id, gone, seq)
             after = replace(info, members=info.members - set(gone))
             text = f"{actor} removed {_list(names, gone)}"
-            return await self._event(conn, op, info, after, gone, text)
+            return await self._event(conn, op, seq, info, after, gone, text)
         if op.op == LEAVE:
             if op.actor == info.owner:
                 raise ImError(ErrorCode.CONFLICT, "the owner cannot leave; dissolve the group")
-            await _leave(conn, info.team_id, (op.actor,))
+            seq = await self._seqs.next(conn, -info.team_id)
+            await _leave(conn, info.team_id, (op.actor,), seq)
             after = replace(info, members=info.members - {op.actor})
-            return await self._event(conn, op, info, after, (op.actor,), f"{actor} left")
+            return await self._event(conn, op, seq, info, after, (op.actor,), f"{actor} left")
         if op.op == RENAME:
             name = _valid_name(op.name)
+            if name == info.name:
+                return TeamChanged(info, None)
+            seq = await self._seqs.next(conn, -info.team_id)
             await conn.execute(
                 update(team_t).where(team_t.c.team_id == info.team_id).values(team_name=name)
             )
             after = replace(info, name=name)
-            return await self._event(conn, op, info, after, (), f"{actor} renamed the group {name}")
+            text = f"{actor} renamed the group {name}"
+            return await self._event(conn, op, seq, info, after, (), text)
         if op.op == DISMISS:
+            seq = await self._seqs.next(conn, -info.team_id)
             await conn.execute(
                 update(team_t).where(team_t.c.team_id == info.team_id).values(delete_flag=True)
             )
-            await _leave(conn, info.team_id, tuple(info.members))
+            await _leave(conn, info.team_id, tuple(info.members), seq)
             after = replace(info, members=frozenset())
-            changed = await self._event(conn, op, info, after, (), f"{actor} dissolved the group")
+            text = f"{actor} dissolved the group"
+            changed = await self._event(conn, op, seq, info, after, (), text)
             self._teams.drop(info.team_id)
             return changed
         raise ImError(ErrorCode.BAD_REQUEST, f"unknown group operation {op.op}")
@@ -204,24 +218,25 @@ class ApplyTeamOps:
                 .returning(team_t.c.team_id)
             )
         ).scalar_one()
-        await _join(conn, team_id, members, 0)
+        seq = await self._seqs.next(conn, -team_id)
+        await _join(conn, team_id, members, seq)
         info = TeamInfo(team_id, name, op.actor, frozenset(members))
         before = TeamInfo(team_id, name, op.actor, frozenset())
         text = f"{names[op.actor]} created {name}"
-        return await self._event(conn, replace(op, team_id=team_id), before, info, members, text)
+        op = replace(op, team_id=team_id)
+        return await self._event(conn, op, seq, before, info, members, text)
 
     async def _event(
         self,
         conn: AsyncConnection,
         op: TeamOp,
+        seq: int,
         before: TeamInfo,
         after: TeamInfo,
         affected: tuple[int, ...],
         text: str,
     ) -> TeamChanged:
-        conv = -after.team_id
-        seq = await self._seqs.next(conn, conv)
-        mid = f"team-{op.op}-{after.team_id}-{seq}"
+        mid = f"team-{op.op}-{after.team_id}-{seq}"  # the server's, apart from clients' ids
         (event,) = await store_rows(
             conn,
             [
@@ -270,9 +285,13 @@ async def _names(conn: AsyncConnection, user_ids: set[int]) -> dict[int, str]:
     return {int(u): str(n) for u, n in rows}
 
 
-async def _join(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], last: int) -> None:
-    """Add member rows, reviving those of earlier members; their read position starts at the
-    group's current end (``last``) so a new member is not flooded with unread history."""
+async def _join(
+    conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], event_seq: int
+) -> None:
+    """Add member rows, reviving those of earlier members. ``event_seq`` is the seq of the
+    event that makes them members (create or add): it is where their membership starts, and
+    their read position starts just before it, so their backlog begins with that event and
+    holds no older history."""
     if not user_ids:
         return
     old = set(
@@ -280,34 +299,49 @@ async def _join(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], 
             await conn.execute(select(chat_t.c.to_user_id).where(*_member_rows(team_id, user_ids)))
         ).scalars()
     )
+    start = {"to_read_seq": event_seq - 1, "join_seq": event_seq, "leave_seq": 0}
     if old:
         await conn.execute(
-            update(chat_t)
-            .where(*_member_rows(team_id, old))
-            .values(delete_flag=False, to_read_seq=last)
+            update(chat_t).where(*_member_rows(team_id, old)).values(delete_flag=False, **start)
         )
     new = [u for u in user_ids if u not in old]
     if new:
         await conn.execute(
             insert(chat_t),
             [
-                {
-                    "event_type": TEAM,
-                    "from_user_id": 0,
-                    "to_user_id": u,
-                    "team_id": team_id,
-                    "to_read_seq": last,
-                }
+                {"event_type": TEAM, "from_user_id": 0, "to_user_id": u, "team_id": team_id} | start
                 for u in new
             ],
         )
 
 
-async def _leave(conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...]) -> None:
+async def _leave(
+    conn: AsyncConnection, team_id: int, user_ids: tuple[int, ...], event_seq: int
+) -> None:
+    """End memberships at the event ``event_seq`` (remove, leave, dissolve): the former
+    members still get everything up to and including it, and nothing after."""
     if user_ids:
         await conn.execute(
-            update(chat_t).where(*_member_rows(team_id, user_ids)).values(delete_flag=True)
+            update(chat_t)
+            .where(*_member_rows(team_id, user_ids))
+            .values(delete_flag=True, leave_seq=event_seq)
         )
+
+
+async def former_member(conn: AsyncConnection, team_id: int, user_id: int) -> int | None:
+    """The seq of the event that ended ``user_id``'s membership of a group (the last one they
+    may see), or None when they are a member or never were one (or left before imhub kept
+    where)."""
+    found = (
+        await conn.execute(
+            select(chat_t.c.leave_seq).where(
+                *_member_rows(team_id, (user_id,)),
+                chat_t.c.delete_flag == True,  # noqa: E712
+                chat_t.c.leave_seq > 0,
+            )
+        )
+    ).scalar()
+    return None if found is None else int(found)
 
 
 def _member_rows(team_id: int, user_ids: Iterable[int]) -> tuple[Any, ...]:

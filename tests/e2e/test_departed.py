@@ -1,0 +1,122 @@
+"""Members who left and members who joined later: each sees the group from the event that made
+them a member up to and including the one that ended it, and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import Client, ServerProcess
+
+
+async def group_of(owner: Client, members: list[int], name: str = "crew") -> int:
+    await owner.send({"msgType": 16, "teamName": name, "memberIds": members})
+    answer = await owner.expect(16)
+    assert answer["code"] == 0, answer
+    return int(answer["teamId"])
+
+
+async def ask(client: Client, request: dict[str, Any], answer_type: int) -> dict[str, Any]:
+    """Send a request and return its answer, passing over the events that arrive before it."""
+    await client.send(request)
+    while True:
+        answer = await client.recv()
+        if "code" in answer and answer["msgType"] in (answer_type, 8):
+            break
+    assert answer["msgType"] == answer_type and answer["code"] == 0, answer
+    return answer
+
+
+async def test_a_member_removed_while_offline_hears_of_it_at_login(server: ServerProcess) -> None:
+    alice, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    carol = await server.add_user("carol")
+    team = await group_of(a, [bob, carol])
+    await b.close()  # Bob is offline from here on
+    await a.chat_team(team, "before", "you will see this")
+    removed = await ask(a, {"msgType": 18, "teamId": team, "memberIds": [bob]}, 18)
+    await a.chat_team(team, "after", "not for bob")
+
+    b = await server.connect()
+    login = await b.login(server.token(bob))
+    assert {"teamId": team, "count": 1} in login["unread"]  # "before"; events do not count
+    backlog = [await b.expect(t) for t in (16, 7, 18)]  # created, "before", removed
+    assert [m["seq"] for m in backlog] == [1, 2, removed["seq"]]
+    assert backlog[2]["body"] == "alice removed bob" and backlog[1]["body"] == "you will see this"
+    assert await b.silent()  # not "after"
+
+    convs = (await ask(b, {"msgType": 15}, 15))["convs"]
+    (group,) = [c for c in convs if c.get("teamId") == team]
+    assert group["left"] is True and group["lastSeq"] == removed["seq"]
+    assert group["unread"] == 1
+    # A former member may still read what they were sent, and clear its count.
+    history = await ask(b, {"msgType": 14, "teamId": team}, 14)
+    assert [m["seq"] for m in history["messages"]] == [1, 2, removed["seq"]]
+    read = await ask(b, {"msgType": 12, "teamId": team, "seq": 99}, 12)
+    assert read["seq"] == removed["seq"]  # never past the end of the membership
+    convs = (await ask(b, {"msgType": 15}, 15))["convs"]
+    assert [c["unread"] for c in convs if c.get("teamId") == team] == [0]
+    # But cannot write to it, nor see later messages.
+    await b.send({"msgType": 3, "teamId": team, "msgIdClient": "x", "body": "hi"})
+    assert (await b.expect(8))["code"] == 403
+    await b.send({"msgType": 13, "teamId": team, "seq": removed["seq"] + 1})
+    assert (await b.expect(8))["code"] == 403
+    assert alice != carol
+
+
+async def test_members_of_a_dissolved_group_get_everything_up_to_the_end(
+    server: ServerProcess,
+) -> None:
+    _, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    team = await group_of(a, [bob, await server.add_user("carol")])
+    await b.close()
+    await a.chat_team(team, "last", "goodbye")
+    dissolved = await ask(a, {"msgType": 21, "teamId": team}, 21)
+    b = await server.connect()
+    await b.login(server.token(bob))
+    assert [(await b.expect(t))["seq"] for t in (16, 7, 21)] == [1, 2, dissolved["seq"]]
+    synced = await ask(b, {"msgType": 11, "convs": [{"teamId": team, "seq": 0}]}, 11)
+    assert [m["seq"] for m in synced["messages"]] == [1, 2, dissolved["seq"]]
+    assert [c["left"] for c in synced["convs"] if c.get("teamId") == team] == [True]
+
+
+async def test_receipts_count_only_members_who_were_there(server: ServerProcess) -> None:
+    """Issue 9: Alice sends M, adds Dave, Dave reads everything: M's receipt does not count
+    him; Bob, who read it and was then removed, still counts."""
+    _, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    team = await group_of(a, [bob, await server.add_user("carol")])
+    m = await a.chat_team(team, "m", "before dave")
+    assert [(await b.expect(t))["seq"] for t in (16, 7)] == [1, m["seq"]]
+    await ask(b, {"msgType": 12, "teamId": team, "seq": m["seq"]}, 12)
+    dave, d = await server.online("dave")
+    await ask(a, {"msgType": 17, "teamId": team, "memberIds": [dave]}, 17)
+    await ask(d, {"msgType": 5, "teamId": team}, 5)  # Dave shows the group: reads it all
+    await ask(a, {"msgType": 18, "teamId": team, "memberIds": [bob]}, 18)
+    receipt = await ask(
+        a, {"msgType": 13, "teamId": team, "seq": m["seq"], "withReaders": True}, 13
+    )
+    assert receipt["readNum"] == 1 and receipt["readerIds"] == [bob]
+    later = await a.chat_team(team, "later", "for dave too")
+    receipt = await ask(
+        a, {"msgType": 13, "teamId": team, "seq": later["seq"], "withReaders": True}, 13
+    )
+    assert receipt["readerIds"] == [dave]  # showing the group, Dave read it at once
+
+
+async def test_a_change_that_changes_nothing_stores_nothing(server: ServerProcess) -> None:
+    _, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    team = await group_of(a, [bob, await server.add_user("carol")], "crew")
+    stored = server.count("select count(*) from team_msg where team_id = ?", team)
+    outsider = await server.add_user("dan")
+    for op, extra in (
+        (17, {"memberIds": [bob]}),  # already a member
+        (18, {"memberIds": [outsider]}),  # not a member
+        (20, {"teamName": "crew"}),  # the same name
+    ):
+        answer = await ask(a, {"msgType": op, "teamId": team, **extra}, op)
+        assert "seq" not in answer and bob in answer["memberIds"], answer
+    assert server.count("select count(*) from team_msg where team_id = ?", team) == stored
+    assert await b.expect(16)  # the creation, and nothing after it
+    assert await b.silent()
