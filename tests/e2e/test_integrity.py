@@ -11,49 +11,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.faults import install_faults, set_faults
 from tests.helpers import TIMEOUT, Client, ServerProcess
-
-# Statements of the write path that a fault can hit: new messages, new pair and member rows,
-# sequence and read-position saves, membership changes, groups.
-_TARGETS = (
-    ("insert", "person_msg"),
-    ("insert", "team_msg"),
-    ("insert", "chat"),
-    ("update", "chat"),
-    ("insert", "team"),
-    ("update", "team"),
-    ("update", "person_msg"),
-    ("update", "team_msg"),
-)
-
-
-def install_faults(db: sqlite3.Connection) -> None:
-    """Each write statement fails with probability ``fault.rate`` percent, or whenever it
-    stores a message whose body is ``fault.poison``."""
-    db.execute("create table fault (rate integer not null, poison text)")
-    db.execute("insert into fault values (0, null)")
-    for verb, table in _TARGETS:
-        poisoned = (
-            " or new.body = (select poison from fault)"
-            if verb == "insert" and table.endswith("_msg")
-            else ""
-        )
-        db.execute(
-            f"create trigger fault_{verb}_{table} before {verb} on {table} "
-            f"when abs(random()) % 100 < (select rate from fault){poisoned} "
-            "begin select raise(abort, 'injected fault'); end"
-        )
-    db.commit()
-
-
-def set_faults(server: ServerProcess, rate: int = 0, poison: str | None = None) -> None:
-    with server.db() as db:
-        db.execute("update fault set rate = ?, poison = ?", (rate, poison))
 
 
 @dataclass
@@ -259,9 +222,8 @@ async def test_failed_writes_leave_no_trace_under_random_faults(make_server: Any
     chat, recall and one of them manages three groups."""
     server = make_server()
     everyone = await peers(server, 6)
-    with server.db() as db:
-        install_faults(db)
-    set_faults(server, rate=12)
+    install_faults(server.data_dir / "imhub.db")
+    set_faults(server.data_dir / "imhub.db", rate=12)
     acked = Acked()
     rng = random.Random(9)
     owner, others = everyone[0], everyone[1:]
@@ -270,7 +232,7 @@ async def test_failed_writes_leave_no_trace_under_random_faults(make_server: Any
         owner_loop(owner, others, acked, random.Random(rng.random())),
         *(chat_loop(p, everyone, acked, random.Random(rng.random())) for p in everyone),
     )
-    set_faults(server, rate=0)
+    set_faults(server.data_dir / "imhub.db", rate=0)
     for peer in everyone:
         await peer.stop()
     check_database(server, acked)
@@ -283,9 +245,8 @@ async def test_one_bad_write_fails_alone_and_poisons_no_one(make_server: Any) ->
     or in the wrong chat."""
     server = make_server()
     everyone = await peers(server, 5)
-    with server.db() as db:
-        install_faults(db)
-    set_faults(server, poison="poison")
+    install_faults(server.data_dir / "imhub.db")
+    set_faults(server.data_dir / "imhub.db", poison="poison")
     bad, victim, *targets = everyone
     for round_ in range(5):
         sends = [
