@@ -276,7 +276,7 @@ async def test_one_bad_write_fails_alone_and_poisons_no_one(make_server: Any) ->
         )
     for t in targets:
         got = [m for m in t.delivered if m.get("fromUserId") == victim.user_id]
-        assert [m["body"] for m in got] == [f"to {t.user_id}"] * 5
+        assert [m["body"] for m in got] == [f"to {t.user_id}"] * 5, got
     for peer in everyone:
         await peer.stop()
 
