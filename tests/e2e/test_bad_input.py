@@ -342,12 +342,10 @@ async def test_any_websocket_messages_get_one_answer_each_in_order(
 
 async def test_error_reasons_name_things_as_people_do(server: WatchedServer) -> None:
     _, a = await server.online("alice")
-    await a.send({"msgType": 11, "convs": [{"chatId": 10**12, "seq": 0}]})
-    err = await a.expect(8)
-    assert err["code"] == 404
-    assert err["reason"] == "not a conversation of yours: chat 1000000000000"
-    await a.send({"msgType": 11, "convs": [{"teamId": 10**12, "seq": 0}]})
-    assert (await a.expect(8))["reason"] == "not a conversation of yours: group 1000000000000"
+    await a.send({"msgType": 14, "chatId": 10**12})
+    assert (await a.expect(8))["reason"] == "no chat 1000000000000 of yours"
+    await a.send({"msgType": 14, "teamId": 10**12})
+    assert (await a.expect(8))["reason"] == "no group 1000000000000"
 
 
 # The HTTP API: a JSON 4xx with code and reason, never a plain-text 500.

@@ -143,15 +143,29 @@ async def test_sync_without_positions_starts_from_the_read_position(
     }
 
 
-async def test_sync_refuses_a_conversation_that_is_not_yours(server: ServerProcess) -> None:
+async def test_sync_refuses_only_the_conversations_that_are_not_yours(
+    server: ServerProcess,
+) -> None:
+    """Issue 9: a sync that names a conversation the user may not see answers for the others
+    all the same, and lists the refused ones."""
     alice, a = await server.online("alice")
     bob = await server.add_user("bob")
     chat = (await a.chat(bob, "m1", "x"))["chatId"]
-    _, x = await server.online("outsider")
-    await x.send({"msgType": 11, "convs": [{"chatId": chat, "seq": 0}]})
-    assert (await x.expect(8))["code"] == 404
+    outsider, x = await server.online("outsider")
+    mine = (await x.chat(alice, "o1", "hello alice"))["chatId"]
+    await x.send(
+        {
+            "msgType": 11,
+            "convs": [{"chatId": chat, "seq": 0}, {"chatId": mine, "seq": 0}, {"teamId": 10**12}],
+        }
+    )
+    page = await x.expect(11)
+    assert page["code"] == 0 and [m["chatId"] for m in page["messages"]] == [mine]
+    assert page["refused"] == [{"chatId": chat}, {"teamId": 10**12}]
+    assert [c["chatId"] for c in page["convs"]] == [mine]
     await x.send({"msgType": 0})  # nothing is left held: the connection goes on
     await x.expect(0)
+    assert outsider != alice
 
 
 async def test_unnamed_conversations_start_from_the_read_position(

@@ -21,8 +21,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol.conversation import conv_key
-from imhub.protocol.errors import ErrorCode, ImError
-from imhub.protocol.messages import ImMsg, MsgType
+from imhub.protocol.errors import ErrorCode
+from imhub.protocol.messages import Conv, ImMsg, MsgType
 from imhub.service.conversations import Membership
 from imhub.service.delivery import message
 from imhub.service.reads import addressed, conv_list
@@ -122,10 +122,14 @@ class HistoryService:
                 mine = {conv_key(s.chat_id, s.team_id): s for s in states}
                 # Conversations the client does not name start from the user's read position.
                 wanted = {conv: s.read_seq for conv, s in mine.items()}
+                # A named conversation the user may not see is answered for alone: listed as
+                # refused, while the rest of the sync goes on.
+                refused: list[Conv] = []
                 for c in msg.convs or ():
                     conv = conv_key(c.chat_id, c.team_id)
                     if conv not in mine:
-                        raise ImError(ErrorCode.NOT_FOUND, f"not a conversation of yours: {c}")
+                        refused.append(Conv(chat_id=c.chat_id, team_id=c.team_id))
+                        continue
                     wanted[conv] = c.seq or 0
                 page: list[MsgRow] = []
                 size = 0
@@ -162,6 +166,7 @@ class HistoryService:
                 messages=[message(r) for r in page],
                 more=more,
                 convs=None if more else conv_list(states),
+                refused=refused or None,
             )
         )
         if not more:
