@@ -28,6 +28,7 @@ from imhub.storage.conversations import Sequences
 from imhub.storage.database import Checkpointer, create_engine
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
+from imhub.storage.notices import ClaimOnLogin
 from imhub.storage.reads import MoveReads
 from imhub.storage.staged import Transaction
 from imhub.storage.teams import ApplyTeamOps, Teams
@@ -61,7 +62,12 @@ class App:
         delivery = Delivery(registry)
 
         self.login = LoginService(
-            engine, writer, registry, self.auth, known_users, max_frame=config.max_frame
+            engine,
+            writer,
+            registry,
+            self.auth,
+            ClaimOnLogin(known_users, tx),
+            max_frame=config.max_frame,
         )
         self.chat = ChatService(
             writer,

@@ -317,3 +317,40 @@ async def test_a_chat_may_use_the_ids_the_server_gives_its_events(server: Server
         None,
     ]
     assert m_id != s_id
+
+
+async def test_a_login_in_a_batch_that_fails_leaves_no_trace(make_server: Any) -> None:
+    """Logins share batches with writes that fail at random: a batch that does not commit is
+    retried one job at a time, and a session registered in it must not keep what it read
+    there (floors above what was finally stored would drop later live messages) nor stay
+    registered twice."""
+    server = make_server()
+    _, s = await server.online("sender")
+    db = server.data_dir / "imhub.db"
+    install_faults(db)
+    for round_ in range(8):
+        user = await server.add_user(f"u{round_}")
+        await s.chat(user, f"warm{round_}", "first")  # the pair exists
+        c = await server.connect()
+        set_faults(db, rate=25)
+        for i in range(60):  # writes before and after the login, some of them failing
+            if i == 30:
+                await c.send({"msgType": 1, "token": server.token(user), "backlog": False})
+            await s.send({"msgType": 3, "toUserId": user, "msgIdClient": f"b{round_}-{i}",
+                          "body": "busy"})  # fmt: skip
+        while (login := await c.recv())["msgType"] != 1:
+            pass  # busy messages stored after the login, live
+        answers = [await s.recv() for _ in range(60)]
+        set_faults(db)
+        assert login["code"] == 0 or login["code"] == 500, login
+        if login["code"] != 0:
+            await c.close()
+            continue
+        assert len(answers) == 60
+        after = await s.chat(user, f"after{round_}", "once")
+        seqs = []  # every message stored after the login arrives live, once
+        while not seqs or seqs[-1] != after["seq"]:
+            seqs.append((await c.expect(7))["seq"])
+        assert len(seqs) == len(set(seqs)), seqs
+        assert await c.silent(0.2)  # and not a second copy of the last
+        await c.close()

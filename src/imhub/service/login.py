@@ -36,7 +36,6 @@ from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage.conversations import messages_between
 from imhub.storage.notices import ClaimOnLogin, LoginIn
 from imhub.storage.reads import ConvState
-from imhub.storage.users import KnownUsers
 from imhub.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class LoginService:
         writer: BatchWriter,
         registry: SessionRegistry,
         auth: TokenAuthority,
-        known_users: KnownUsers,
+        claim: ClaimOnLogin,
         max_frame: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -61,7 +60,7 @@ class LoginService:
         self._writer = writer
         self._registry = registry
         self._auth = auth
-        self._claim = ClaimOnLogin(known_users)
+        self._claim = claim
         self._max_frame = max_frame  # the largest message storage can hold
         self._clock = clock  # wall clock, as token expiries are
 
@@ -75,14 +74,19 @@ class LoginService:
         self._expire_at(session, expires)
         session.hold()
 
-        def register(convs: list[ConvState]) -> bool:
+        def register(convs: list[ConvState]) -> Callable[[], None] | None:
             if session.closed:
-                return False
+                return None
             session.user_id = user_id
             for c in convs:
                 session.given(conv_key(c.chat_id, c.team_id), c.last_seq)
             self._registry.add(session)
-            return True
+            return unregister
+
+        def unregister() -> None:  # the transaction that registered it did not commit
+            self._registry.remove(session)
+            session.user_id = None
+            session.floor.clear()
 
         try:
             snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))

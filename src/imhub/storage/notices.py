@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.models import notice_table, notice_target_table
 from imhub.storage.reads import ConvState, conversations_of
+from imhub.storage.staged import Transaction
 from imhub.storage.users import KnownUsers, existing_users
 
 notice_t = notice_table
@@ -92,8 +93,9 @@ class StoreNotices:
 class LoginIn:
     user_id: int
     # Called with the user's conversations at this point of the write stream; makes the
-    # session visible to the writes queued after it. False: the connection is gone.
-    register: Callable[[list[ConvState]], bool]
+    # session visible to the writes queued after it, and returns how to take that back if the
+    # transaction does not commit. None: the connection is gone.
+    register: Callable[[list[ConvState]], Callable[[], None] | None]
 
 
 @dataclass(slots=True, frozen=True)
@@ -128,8 +130,9 @@ class ClaimOnLogin:
     A run of logins costs the same few queries as one (a login storm after a restart is
     thousands at once): who exists, everyone's conversations, everyone's pending notices."""
 
-    def __init__(self, users: KnownUsers) -> None:
+    def __init__(self, users: KnownUsers, tx: Transaction) -> None:
         self._users = users
+        self._tx = tx
 
     async def run(
         self, conn: AsyncConnection, items: Sequence[LoginIn]
@@ -154,9 +157,12 @@ class ClaimOnLogin:
                 )
                 continue
             mine = convs[item.user_id]
-            if not item.register(mine):
+            undo = item.register(mine)
+            if undo is None:
                 results.append(LoginSnapshot(mine, []))
                 continue
+            # Its floors come from this transaction's reads: they must not outlive it.
+            self._tx.on_discard(undo)
             # The first connection of the user to come online takes what is pending.
             notices, pending[item.user_id] = pending[item.user_id], []
             claimed.extend(target_id for target_id, _ in notices)

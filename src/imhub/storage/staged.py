@@ -29,6 +29,13 @@ class Transaction:
     def __init__(self) -> None:
         self._touched: dict[int, Staged[object, object]] = {}
         self._scratch: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], None]] = []
+
+    def on_discard(self, undo: Callable[[], None]) -> None:
+        """For the one effect a write must have before its commit (a session registered at
+        its place in the write stream, so that writes queued after it see it): ``undo`` runs
+        if this transaction does not commit. Anything else waits for the commit."""
+        self._undo.append(undo)
 
     def scratch(self, clear: Callable[[], None]) -> None:
         """Register working state that lives for one transaction only: ``clear`` runs at
@@ -42,12 +49,16 @@ class Transaction:
         touched, self._touched = self._touched, {}
         for cache in touched.values():
             cache._fold()
+        self._undo.clear()
         self._end()
 
     def discard(self) -> None:
         touched, self._touched = self._touched, {}
         for cache in touched.values():
             cache._pending.clear()
+        undo, self._undo = self._undo, []
+        for step in reversed(undo):
+            step()
         self._end()
 
     def _end(self) -> None:
@@ -57,7 +68,7 @@ class Transaction:
     @property
     def clean(self) -> bool:
         """No cache holds anything uncommitted."""
-        return not self._touched
+        return not self._touched and not self._undo
 
 
 class Staged(Generic[K, V]):
