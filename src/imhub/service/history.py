@@ -56,6 +56,24 @@ def wire_size(row: MsgRow) -> int:
     return size + len(row.msg_id_client) + ROW_OVERHEAD
 
 
+class _Page:
+    """The rows of one answer, bounded in bytes: a row that would pass ``budget`` is not
+    taken, unless the page is still empty (a page always carries at least one row)."""
+
+    def __init__(self, budget: int) -> None:
+        self.rows: list[MsgRow] = []
+        self._size = 0
+        self._budget = budget
+
+    def take(self, row: MsgRow) -> bool:
+        cost = wire_size(row)
+        if self.rows and self._size + cost > self._budget:
+            return False
+        self.rows.append(row)
+        self._size += cost
+        return True
+
+
 class HistoryService:
     def __init__(
         self, engine: AsyncEngine, membership: Membership, max_frame: int = 64 * 1024
@@ -78,26 +96,22 @@ class HistoryService:
         before = msg.before_seq if msg.before_seq is not None else 2**53
         if upto is not None:  # a former member: up to the event that ended it
             before = min(before, upto + 1)
-        newest_first: list[MsgRow] = []
-        size = 0
+        newest_first = _Page(budget)
         more = False
         async with self._engine.connect() as conn:
             while not more:
-                want = min(limit - len(newest_first), per_read)
+                want = min(limit - len(newest_first.rows), per_read)
                 rows = await messages_before(conn, conv, before, want + 1)  # one to see past
                 older = len(rows) > want
                 for row in reversed(rows[-want:]):
-                    cost = wire_size(row)
-                    if newest_first and size + cost > budget:
+                    if not newest_first.take(row):
                         more = True
                         break
-                    newest_first.append(row)
-                    size += cost
                     before = row.seq
                 if not older:
                     break
-                more = more or len(newest_first) >= limit
-        rows = newest_first[::-1]
+                more = more or len(newest_first.rows) >= limit
+        rows = newest_first.rows[::-1]
         session.reply(
             addressed(
                 ImMsg(
@@ -131,24 +145,20 @@ class HistoryService:
                         refused.append(Conv(chat_id=c.chat_id, team_id=c.team_id))
                         continue
                     wanted[conv] = c.seq or 0
-                page: list[MsgRow] = []
-                size = 0
+                page = _Page(budget)
                 more = False
                 for conv in sorted(wanted, key=abs):
                     after, upto = wanted[conv], mine[conv].last_seq
                     while after < upto and not more:
-                        if len(page) >= limit:
+                        if len(page.rows) >= limit:
                             more = True  # the page is full and this conversation goes on
                             break
-                        want = min(limit - len(page), per_read)
+                        want = min(limit - len(page.rows), per_read)
                         rows = await messages_between(conn, conv, after, upto, want)
                         for row in rows:
-                            cost = wire_size(row)
-                            if page and size + cost > budget:
+                            if not page.take(row):
                                 more = True
                                 break
-                            page.append(row)
-                            size += cost
                             after = row.seq
                         if len(rows) < want:
                             break  # nothing more stored in this conversation
@@ -157,13 +167,13 @@ class HistoryService:
         except BaseException:
             session.release_held()
             raise
-        for row in page:
+        for row in page.rows:
             session.given(row.conv, row.seq)
         session.reply(
             ImMsg(
                 msg_type=MsgType.SYNC,
                 code=ErrorCode.OK,
-                messages=[message(r) for r in page],
+                messages=[message(r) for r in page.rows],
                 more=more,
                 convs=None if more else conv_list(states),
                 refused=refused or None,
