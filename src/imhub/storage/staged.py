@@ -12,7 +12,7 @@ Readers outside the writer see committed entries only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -72,7 +72,7 @@ class Transaction:
 
 
 class Staged(Generic[K, V]):
-    """A bounded map with a pending layer: ``get``/``set`` inside the writer's transaction see
+    """A bounded map with a pending layer: reads and writes inside the writer's transaction see
     and write pending entries over committed ones; ``committed`` is what outside readers may
     trust. When the committed map would grow past ``limit`` it starts over (it is a cache:
     a miss costs a query, never a wrong answer)."""
@@ -85,17 +85,11 @@ class Staged(Generic[K, V]):
         self._committed: dict[K, V] = {}
         self._pending: dict[K, V] = {}
 
-    def get(self, key: K, default: V | None = None) -> V | None:
-        """Inside the writer: the pending entry, else the committed one."""
-        found = self._pending.get(key, _MISSING)
-        if found is _MISSING:
-            return self._committed.get(key, default)
-        return found  # type: ignore[return-value]
-
     def __contains__(self, key: object) -> bool:
         return key in self._pending or key in self._committed
 
     def __getitem__(self, key: K) -> V:
+        """Inside the writer: the pending entry, else the committed one."""
         found = self._pending.get(key, _MISSING)
         if found is _MISSING:
             return self._committed[key]
@@ -116,9 +110,6 @@ class Staged(Generic[K, V]):
 
     def has_committed(self, key: K) -> bool:
         return key in self._committed
-
-    def pending_keys(self) -> Iterator[K]:
-        return iter(self._pending)
 
     def _fold(self) -> None:
         if len(self._committed) + len(self._pending) > self._limit:
