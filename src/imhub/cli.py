@@ -102,8 +102,16 @@ def user() -> None:
 @config_options
 def user_add(config: Config, name: str, mobile: str, head_img: str) -> None:
     """Create a user and print its id."""
+    import msgspec
+
+    from imhub.http.api import UserRequest
     from imhub.storage.database import create_engine
     from imhub.storage.users import add_user
+
+    try:  # the same rules as POST /api/v1/users
+        msgspec.convert({"username": name, "mobile": mobile, "headImg": head_img}, UserRequest)
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
 
     async def run() -> int:
         engine = create_engine(config.db_url)
@@ -116,8 +124,14 @@ def user_add(config: Config, name: str, mobile: str, head_img: str) -> None:
 
 
 @main.command()
-@click.argument("user_id", type=int)
-@click.option("--ttl", default=7 * 24 * 3600, show_default=True, help="Lifetime in seconds.")
+@click.argument("user_id", type=click.IntRange(1, 2**53 - 1))
+@click.option(
+    "--ttl",
+    type=click.IntRange(1, 2**31 - 1),
+    default=7 * 24 * 3600,
+    show_default=True,
+    help="Lifetime in seconds.",
+)
 @config_options
 def token(config: Config, user_id: int, ttl: int) -> None:
     """Print a login token for USER_ID, signed with the server's secret."""

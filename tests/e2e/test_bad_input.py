@@ -278,10 +278,20 @@ async def test_frames_before_an_oversized_one_in_the_same_write_are_served(
 ) -> None:
     srv = make_server(max_frame=1024)
     _, a = await srv.online("alice")
+    bob = await srv.add_user("bob")
     assert isinstance(a, TcpClient)
-    await a.send_raw(frame(HEARTBEAT) + struct.pack(">I", 1025) + b"x" * 100)
-    await a.expect(0)
-    assert (await a.expect(8))["code"] == 413
+    chats = [
+        frame(
+            json.dumps(
+                {"msgType": 3, "toUserId": bob, "msgIdClient": f"c{i}", "body": "x"}
+            ).encode()
+        )
+        for i in range(3)
+    ]  # their answers wait for storage: they still come before the 413 and the close
+    await a.send_raw(b"".join(chats) + frame(HEARTBEAT) + struct.pack(">I", 1025) + b"x" * 100)
+    answers = [await a.recv() for _ in range(5)]
+    assert sorted(m["msgType"] for m in answers) == [0, 4, 4, 4, 8], answers
+    assert answers[-1]["code"] == 413
     assert await a.closed()
 
 

@@ -74,3 +74,18 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cli_refuses_what_the_http_api_refuses(tmp_path: Path) -> None:
+    env = clean_env(tmp_path / "data")
+    assert imhub("migrate", env=env).returncode == 0
+    for args in (
+        ("user", "add", "x" * 21),
+        ("user", "add", ""),
+        ("user", "add", "ann", "--mobile", "5" * 21),
+        ("token", "0"),
+        ("token", "5", "--ttl", "0"),
+    ):
+        done = imhub(*args, env=env)
+        assert done.returncode == 2 and "Invalid value" in done.stderr, (args, done.stderr)
+    assert imhub("user", "add", "x" * 20, env=env).returncode == 0

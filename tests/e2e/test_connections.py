@@ -123,3 +123,11 @@ async def test_slow_reader_is_dropped_and_its_messages_wait(
     b = await srv.connect("tcp")
     login = await b.login(srv.token(bob))
     assert login["unread"][0]["count"] == 1500  # everything stays stored for later
+
+
+async def test_a_heartbeat_answer_names_its_request(server: ServerProcess) -> None:
+    _, c = await server.online("pinger")
+    await c.send({"msgType": 0, "msgIdClient": "hb-17"})
+    assert await c.expect(0) == {"msgType": 0, "code": 0, "msgIdClient": "hb-17"}
+    await c.send({"msgType": 0})
+    assert await c.expect(0) == {"msgType": 0, "code": 0}

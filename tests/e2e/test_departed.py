@@ -78,6 +78,16 @@ async def test_members_of_a_dissolved_group_get_everything_up_to_the_end(
     synced = await ask(b, {"msgType": 11, "convs": [{"teamId": team, "seq": 0}]}, 11)
     assert [m["seq"] for m in synced["messages"]] == [1, 2, dissolved["seq"]]
     assert [c["left"] for c in synced["convs"] if c.get("teamId") == team] == [True]
+    # The group is gone, but what its former members were sent is theirs (history, reads,
+    # receipts), so its unread count can be cleared.
+    history = await ask(b, {"msgType": 14, "teamId": team}, 14)
+    assert [m["seq"] for m in history["messages"]] == [1, 2, dissolved["seq"]]
+    entered = await ask(b, {"msgType": 5, "teamId": team}, 5)
+    assert entered["seq"] == dissolved["seq"]
+    receipt = await ask(b, {"msgType": 13, "teamId": team, "seq": 2}, 13)
+    assert receipt["readNum"] == 1  # bob
+    unread = (await ask(b, {"msgType": 9}, 9))["unread"]
+    assert [u for u in unread if u.get("teamId") == team] == []
 
 
 async def test_receipts_count_only_members_who_were_there(server: ServerProcess) -> None:

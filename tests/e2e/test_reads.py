@@ -43,6 +43,8 @@ async def test_one_to_one_read_up_to_and_receipts(server: ServerProcess) -> None
     await b.send({"msgType": 12, "chatId": chat, "seq": 10**6})  # never past the end
     assert (await b.expect(12))["seq"] == sent[4]["seq"]
     assert await unread(b) == {}
+    # The read that moved nothing told no one: the next receipt is the one that moved.
+    assert (await a.recv())["seq"] == sent[4]["seq"]
 
     await a.send({"msgType": 13, "chatId": chat, "seq": sent[4]["seq"], "withReaders": True})
     receipts = await a.expect(13)

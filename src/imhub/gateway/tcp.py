@@ -75,6 +75,15 @@ class TcpConnection(asyncio.Protocol):
             item = inbox[self._next]
             self._next += 1
             if isinstance(item, ImError):
+                # The frames before it are answered first: sends still waiting for storage
+                # get their answers, then the refusal, then the close.
+                waiting = session.inflight.all_answered() if session.inflight else None
+                if waiting is not None:
+                    self._next -= 1  # come back to it
+                    self._busy = True
+                    self._transport.pause_reading()
+                    self._gateway.spawn(self._finish(waiting))
+                    return
                 Dispatcher.refuse(session, item)  # and closes
                 break
             pending = receive(session, item)

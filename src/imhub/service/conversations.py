@@ -33,7 +33,8 @@ class Membership:
         try:
             return await self.conv_of(user_id, msg), None
         except ImError as exc:
-            if exc.code != ErrorCode.FORBIDDEN or not msg.team_id:
+            # Not a member (403), or a dissolved group (404): a former member still sees it.
+            if exc.code not in (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND) or not msg.team_id:
                 raise
             async with self._engine.connect() as conn:
                 upto = await former_member(conn, msg.team_id, user_id)

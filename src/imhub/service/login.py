@@ -169,7 +169,10 @@ class LoginService:
         session.close()
 
     def heartbeat(self, session: Session, msg: ImMsg) -> None:
-        session.reply(HEARTBEAT_ANSWER)
+        if msg.msg_id_client is None:
+            session.reply(HEARTBEAT_ANSWER)  # the common case, encoded once
+        else:
+            session.reply(ImMsg(msg_type=MsgType.HEARTBEAT, code=ErrorCode.OK))
 
     def closed(self, session: Session) -> None:
         """The connection is gone: its presence goes with it (and its expiry timer)."""

@@ -105,13 +105,15 @@ class ReadService:
         session.reply(addressed(ImMsg(msg_type=MsgType.READ, code=ErrorCode.OK, seq=seq), conv))
 
     async def _read(
-        self, session: Session, conv: int, seq: int | None, upto: int | None = None
+        self, session: Session, conv: int, upto_seq: int | None, upto: int | None = None
     ) -> int:
-        """Move the user's read position to ``seq`` (None: the newest), never past ``upto``
-        (a former member's last visible seq), and announce it."""
+        """Move the user's read position to ``upto_seq`` (None: the newest), never past
+        ``upto`` (a former member's last visible seq), and announce it if it moved."""
         assert session.user_id is not None
         user_id = session.user_id
-        seq = await self._writer.call(self._move, ReadIn(user_id, conv, seq, upto))
+        was, seq = await self._writer.call(self._move, ReadIn(user_id, conv, upto_seq, upto))
+        if seq == was:
+            return seq  # nothing moved: nothing to tell anyone
         peer = await self._membership.peer(user_id, conv)
         if peer is None:
             self._delivery.send(
@@ -135,7 +137,7 @@ class ReadService:
         async with self._engine.connect() as conn:
             readers = await reads.receipt(conn, conv, msg.seq)
         if readers is None:
-            raise ImError(ErrorCode.NOT_FOUND, f"no message {msg.seq} in this chat")
+            raise ImError(ErrorCode.NOT_FOUND, f"no message {msg.seq} in this conversation")
         session.reply(
             addressed(
                 ImMsg(

@@ -49,12 +49,13 @@ class InFlight:
     connection is read no further until half of them are answered, so one client cannot queue
     writes without bound (the gateway stops reading while a handler's awaitable is pending)."""
 
-    __slots__ = ("count", "drained", "limit")
+    __slots__ = ("count", "drained", "limit", "settled")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
         self.drained: asyncio.Event | None = None
+        self.settled: asyncio.Event | None = None  # waited on until every send is answered
 
     def add(self) -> Coroutine[Any, Any, None] | None:
         """Count one more; past the limit, an awaitable that ends when enough are answered."""
@@ -73,6 +74,18 @@ class InFlight:
         if self.drained is not None and self.count <= self.limit // 2:
             self.drained.set()
             self.drained = None
+        if self.settled is not None and self.count == 0:
+            self.settled.set()
+            self.settled = None
+
+    def all_answered(self) -> Coroutine[Any, Any, None] | None:
+        """None when nothing is in flight; else an awaitable that ends when every send so
+        far has its answer (or refusal) written."""
+        if self.count == 0:
+            return None
+        if self.settled is None:
+            self.settled = asyncio.Event()
+        return self._wait(self.settled)
 
 
 class Session:

@@ -229,7 +229,7 @@ class Recall:
             await conn.execute(select_messages(item.conv).where(table.c.seq == item.seq))
         ).first()
         if found is None:
-            raise ImError(ErrorCode.NOT_FOUND, f"no message {item.seq} in this chat")
+            raise ImError(ErrorCode.NOT_FOUND, f"no message {item.seq} in this conversation")
         original = to_row(found)
         if original.from_user_id != item.user_id:
             raise ImError(ErrorCode.FORBIDDEN, "only the sender may recall a message")

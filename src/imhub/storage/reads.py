@@ -195,13 +195,17 @@ class ReadIn:
 
 class MoveReads:
     """Writer kind: "read up to" (chat_enter reads everything). Positions never go back, and
-    never past the conversation's newest message."""
+    never past the conversation's newest message. The result is (position before, position
+    after): a read that moved nothing announces nothing."""
 
     def __init__(self, sequences: Sequences) -> None:
         self._seqs = sequences
 
-    async def run(self, conn: AsyncConnection, items: Sequence[ReadIn]) -> list[int | ImError]:
+    async def run(
+        self, conn: AsyncConnection, items: Sequence[ReadIn]
+    ) -> list[tuple[int, int] | ImError]:
         moves = []
+        before = [await read_position(conn, item.user_id, item.conv) for item in items]
         for item in items:
             last = await self._seqs.last(conn, item.conv)
             if item.upto is not None:
@@ -212,7 +216,8 @@ class MoveReads:
         script = Script(conn.dialect)
         advance_reads(script, moves)
         await script.run(conn)
-        return [await read_position(conn, user, conv) for user, conv, _ in moves]
+        after = [await read_position(conn, user, conv) for user, conv, _ in moves]
+        return list(zip(before, after, strict=True))
 
 
 async def read_position(conn: AsyncConnection, user_id: int, conv: int) -> int:
