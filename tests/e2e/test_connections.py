@@ -131,3 +131,31 @@ async def test_a_heartbeat_answer_names_its_request(server: ServerProcess) -> No
     assert await c.expect(0) == {"msgType": 0, "code": 0, "msgIdClient": "hb-17"}
     await c.send({"msgType": 0})
     assert await c.expect(0) == {"msgType": 0, "code": 0}
+
+
+async def test_a_peer_that_never_reads_its_backlog_is_cut_at_expiry(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """Outside testing of issue 9: a TCP login whose backlog the peer never reads stayed open
+    for ever (the graceful close at token expiry or idle timeout waited for the peer to take
+    what was queued). It is cut within the grace of a close (the login timeout)."""
+    srv = make_server(login_timeout=1.0)
+    _, a = await srv.online("a")
+    bob = await srv.add_user("bob")
+    for i in range(100):  # 6 MB waiting for bob: more than the kernel buffers of a socket
+        await a.chat(bob, f"m{i}", "x" * 60_000)
+    await a.close()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+    login = json.dumps({"msgType": 1, "token": srv.token(bob, ttl=2)}).encode()
+    await asyncio.get_running_loop().sock_sendall(sock, struct.pack(">I", len(login)) + login)
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(15):  # expiry (2 s) + grace (1 s), with room for CI
+            while True:
+                async with http.get(srv.url + "/healthz") as resp:
+                    if (await resp.json())["connections"] == 0:
+                        break
+                await asyncio.sleep(0.1)  # polling the server's count, not guessing a time
+    sock.close()

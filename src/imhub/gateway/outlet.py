@@ -48,6 +48,7 @@ class FrameOutlet:
 
     __slots__ = (
         "_buffered",
+        "_close_grace",
         "_closed",
         "_closer",
         "_header",
@@ -66,8 +67,13 @@ class FrameOutlet:
         header: Callable[[int], bytes],
         max_outbound: int,
         closer: Callable[[], None],
+        close_grace: float = 5.0,
     ) -> None:
         self._transport = transport
+        # A graceful close waits for the peer to take what is queued; one that never reads
+        # would keep the socket (and its buffer) for ever, so after this many seconds it is
+        # cut (``close``).
+        self._close_grace = close_grace
         self._header = header
         self._max_outbound = max_outbound
         if transport.get_write_buffer_limits()[1] > max_outbound // 2:
@@ -152,6 +158,8 @@ class FrameOutlet:
         if not self.closing:
             self._ended()
             self._closer()
+            if self._transport.get_write_buffer_size():
+                self._loop.call_later(self._close_grace, self._transport.abort)
 
     def _ended(self) -> None:
         self.closing = True

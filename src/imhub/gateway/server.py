@@ -84,7 +84,8 @@ class Gateway:
         header: Callable[[int], bytes],
         closer: Callable[[], None],
     ) -> FrameOutlet:
-        return FrameOutlet(transport, header, self.config.max_outbound, closer)
+        cfg = self.config
+        return FrameOutlet(transport, header, cfg.max_outbound, closer, cfg.login_timeout)
 
     def open_session(self, outlet: FrameOutlet) -> Session:
         assert self._loop is not None
