@@ -444,6 +444,32 @@ async def test_malformed_http_requests_get_a_json_400_and_one_info_line_at_most(
     assert await connections(srv) == 0  # and the server is fine
 
 
+UNREADABLE = [  # well-formed requests whose body or key cannot be read (outside testing)
+    b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n"
+    b"Connection: close\r\n\r\nabcd",
+    b"POST /api/v1/notices HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+    b"Content-Length: 4\r\nConnection: close\r\n\r\nabcd",
+    b"POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+    b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+    b"POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\nX-Api-Key: key\xe9\r\n"
+    b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+]
+
+
+async def test_unreadable_bodies_and_keys_are_a_json_4xx(
+    make_server: Callable[..., WatchedServer],
+) -> None:
+    srv = make_server()
+    statuses = []
+    for request in UNREADABLE * 2:
+        response = await raw_http(srv, request)
+        head, _, body = response.partition(b"\r\n\r\n")
+        statuses.append(int(head.split()[1]))
+        assert json.loads(body)["code"] == statuses[-1], response
+    assert statuses == [400, 400, 401, 401] * 2
+    assert_quiet(srv.log())  # no traceback, nothing at ERROR
+
+
 async def trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
     """Send ``data`` forever, one byte every 0.1 s (the peer's pace, not a wait for us)."""
     for byte in itertools.cycle(data):

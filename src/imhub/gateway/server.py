@@ -123,6 +123,8 @@ class Gateway:
             return error_response(ErrorCode.TIMEOUT, "the request did not arrive in time")
         except web.HTTPException as exc:  # a body over the limit
             return error_response(exc.status, exc.text or exc.reason)
+        except Exception:  # a body its Content-Encoding does not decode (a bad gzip stream)
+            return error_response(ErrorCode.BAD_REQUEST, "the request body cannot be decoded")
         return await self._http_handler(request)
 
     def stats(self) -> dict[str, int]:
@@ -135,13 +137,16 @@ class Gateway:
         assert self._http is not None and self._bad_requests is not None
         timeout = self.config.login_timeout
         # aiohttp closes a connection whose next request is not complete within its keep-alive
-        # timeout, counted from the first byte or the last response: our login deadline.
+        # timeout, counted from the first byte or the last response: our login deadline. A body
+        # is read whole before its request is handled; one that was not (too slow, too large,
+        # undecodable) ends the connection at once instead of being read and thrown away
+        # (lingering), which kept a refused connection open and re-raised a bad body's error.
         return HttpConnection(
             self._http,
             self._bad_requests,
             loop=self._loop,
             keepalive_timeout=timeout,
-            lingering_time=timeout,
+            lingering_time=0,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -136,7 +136,8 @@ class HttpApi:
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
             given = auth[7:]
-        if not hmac.compare_digest(given.encode(), self._api_key):
+        # Header bytes that are not UTF-8 arrive as surrogates: compared as the bytes they were.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._api_key):
             raise ImError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
 
     @staticmethod
