@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from imhub.client import ClientClosed, ClientError, Message, Read, Recalled, State
+from imhub.protocol import codec
 from imhub.protocol.messages import MsgType
 from tests.client.conftest import App
 from tests.helpers import ServerProcess
@@ -101,3 +102,29 @@ async def test_the_shared_client_is_one_per_process() -> None:
     first = shared("tcp://127.0.0.1:1", "t")
     assert shared() is first and shared("tcp://other:2", "u") is first
     module._shared.clear()
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+async def test_a_message_over_the_frame_limit_is_refused_at_once(
+    server: ServerProcess, make_app: Callable[..., App], via: str
+) -> None:
+    """Outside testing of issue 9: a body the server refuses by closing the connection was
+    resent at every reconnect, for ever, and every later send waited behind it."""
+    alice, bob = await server.add_user("alice"), await server.add_user("bob")
+    url = {"tcp": f"tcp://127.0.0.1:{server.port}", "ws": f"ws://127.0.0.1:{server.port}/ws"}[via]
+    a = make_app(url, server.token(alice))
+    await a.client.start()
+    with pytest.raises(ClientError) as refused:
+        await a.client.send_chat(to_user=bob, body="p" * 70_000)
+    assert refused.value.code == 413
+    sent = await a.client.send_chat(to_user=bob, body="small after it")
+    assert sent.seq == 1
+    # Exactly the server's limit is accepted, on both transports.
+    fits = "q" * (
+        65_536 - len('{"msgType":3,"msgIdClient":"m","bodyType":0,"body":"","toUserId":}')
+    )
+    fits = fits[: -len(str(bob))]
+    wire = {"msgType": 3, "msgIdClient": "m", "bodyType": 0, "body": fits, "toUserId": bob}
+    assert len(codec.encode_json(wire)) == 65_536
+    assert (await a.client.send_chat(to_user=bob, body=fits, msg_id_client="m")).seq == 2
+    assert a.states == [State.CONNECTING, State.ONLINE]  # never dropped

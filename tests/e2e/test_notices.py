@@ -100,3 +100,11 @@ async def test_notices_racing_logins_arrive_exactly_once(server: ServerProcess) 
         except TimeoutError:
             break
     assert sorted(received) == sorted(posted)
+
+
+async def test_a_reason_names_a_few_unknown_users_not_all(server: ServerProcess) -> None:
+    status, body = await server.post(
+        "/api/v1/notices", {"toUserIds": list(range(10**9, 10**9 + 5000)), "body": "x"}
+    )
+    assert status == 404 and body["reason"].endswith(" and 4990 more"), body
+    assert len(body["reason"]) < 200

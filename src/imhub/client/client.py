@@ -112,12 +112,14 @@ class ImClient:
         state_file: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         sync_page: int = 200,
+        max_frame: int = 64 * 1024,
     ) -> None:
         self.url = url
         self._token = token
         self.client_type = client_type
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
+        self.max_frame = max_frame  # the server's --max-frame
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_attempts = max_attempts
@@ -584,6 +586,11 @@ class ImClient:
         payload.update({"teamId": team} if team is not None else {"toUserId": to_user})
         if voice_time:
             payload["time"] = voice_time
+        size = len(codec.encode_json(payload))
+        if size > self.max_frame:  # the server would refuse it and close, at every resend
+            raise ClientError(
+                413, f"the message takes {size} bytes; the server accepts {self.max_frame}"
+            )
         future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
         pending = self._outbox[mid] = _Pending(payload, future)
         self._schedule_save()

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.StreamResponse:
     ws = web.WebSocketResponse(
-        compress=False, max_msg_size=gateway.config.max_frame, autoping=True, decode_text=False
+        compress=False,
+        # aiohttp refuses a message of max_msg_size bytes itself; ours are allowed max_frame.
+        max_msg_size=gateway.config.max_frame + 1,
+        autoping=True,
+        decode_text=False,
     )
     await ws.prepare(request)
     transport = cast(asyncio.Transport, request.transport)  # uvloop's is not a subclass

@@ -48,3 +48,11 @@ class ImError(Exception):
         self.reason = reason
         self.close = close  # the stream cannot be trusted any more, or the peer must go
         self.msg_id_client = msg_id_client  # echoed so the client knows which send failed
+
+
+def unknown_users(ids: set[int], shown: int = 10) -> str:
+    """The reason for users that do not exist: the first ``shown`` ids, and how many more
+    (a request may name thousands; a reason stays one short line)."""
+    first = sorted(ids)[:shown]
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return f"unknown users: {', '.join(map(str, first))}{more}"

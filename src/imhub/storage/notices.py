@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from imhub.protocol.errors import ErrorCode, ImError
+from imhub.protocol.errors import ErrorCode, ImError, unknown_users
 from imhub.storage.models import notice_table, notice_target_table
 from imhub.storage.reads import ConvState, conversations_of
 from imhub.storage.staged import Transaction
@@ -61,7 +61,7 @@ class StoreNotices:
         for n in items:
             missing = set(n.to_user_ids) - await existing_users(conn, set(n.to_user_ids))
             if missing:
-                results.append(ImError(ErrorCode.NOT_FOUND, f"unknown users: {sorted(missing)}"))
+                results.append(ImError(ErrorCode.NOT_FOUND, unknown_users(missing)))
                 continue
             notice_id = (
                 await conn.execute(

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from imhub.protocol.errors import ErrorCode, ImError
+from imhub.protocol.errors import ErrorCode, ImError, unknown_users
 from imhub.storage.conversations import TEAM, MsgRow, Sequences, store_rows
 from imhub.storage.models import chat_table, team_table, users_table
 from imhub.storage.staged import Staged, Transaction
@@ -146,7 +146,7 @@ class ApplyTeamOps:
         if op.op == ADD:
             unknown = set(op.member_ids) - names.keys()
             if unknown:
-                raise ImError(ErrorCode.NOT_FOUND, f"unknown users: {sorted(unknown)}")
+                raise ImError(ErrorCode.NOT_FOUND, unknown_users(unknown))
             new = tuple(u for u in dict.fromkeys(op.member_ids) if u not in info.members)
             if len(info.members) + len(new) > MAX_MEMBERS:
                 raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
@@ -208,7 +208,7 @@ class ApplyTeamOps:
         members = tuple(dict.fromkeys((op.actor, *op.member_ids)))
         unknown = set(members) - names.keys()
         if unknown:
-            raise ImError(ErrorCode.NOT_FOUND, f"unknown users: {sorted(unknown)}")
+            raise ImError(ErrorCode.NOT_FOUND, unknown_users(unknown))
         if len(members) > MAX_MEMBERS:
             raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
         team_id = (
