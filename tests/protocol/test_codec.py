@@ -131,3 +131,20 @@ def test_arbitrary_json_with_arbitrary_bytes_in_it(payload: bytes) -> None:
 def test_any_integer_in_any_field(field: str, number: int) -> None:
     payload = json.dumps({"msgType": 0, field: number}).encode()
     _decodes_to_a_message_or_a_400(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"msgType":3,"toUserId":2,"msgIdClient":"m1","body":"\xff"}',
+        b'{"msgType":3,"toUserId":' + b"9" * 5000 + b',"msgIdClient":"m1"}',
+        b'{"msgType":3,"toUserId":1e400,"msgIdClient":"m1"}',
+        b'{"msgType":"x","msgIdClient":"m1"}',
+    ],
+)
+def test_a_refusal_names_the_message_whatever_else_was_wrong(payload: bytes) -> None:
+    """Outside testing of issue 9: the id was lost when another field was not UTF-8 or not a
+    number the server can hold."""
+    with pytest.raises(ImError) as refused:
+        codec.decode(payload)
+    assert refused.value.code == 400 and refused.value.msg_id_client == "m1"

@@ -17,8 +17,16 @@ from imhub.protocol.messages import ImMsg, MsgType
 
 T = TypeVar("T")
 
+
+class _IdOnly(msgspec.Struct, rename="camel"):
+    """A message seen only for its ``msgIdClient``: every other field is skipped unbuilt, so
+    it is found even when another field is what could not be decoded."""
+
+    msg_id_client: str | None = None
+
+
 _decoder = msgspec.json.Decoder(ImMsg)
-_loose = msgspec.json.Decoder()
+_id_only = msgspec.json.Decoder(_IdOnly)
 _encoder = msgspec.json.Encoder()
 
 
@@ -35,9 +43,7 @@ def decode(payload: bytes | str) -> ImMsg:
         raise ImError(
             ErrorCode.BAD_REQUEST,
             refusal(exc, "message"),
-            msg_id_client=_recover_msg_id_client(payload)
-            if isinstance(exc, msgspec.ValidationError)
-            else None,
+            msg_id_client=_recover_msg_id_client(payload),
         ) from None
 
 
@@ -74,12 +80,11 @@ def refusal(exc: Exception, what: str) -> str:
 
 
 def _recover_msg_id_client(payload: bytes | str) -> str | None:
+    """The refused message's ``msgIdClient``, if it is a readable string in a JSON object."""
     try:
-        raw: Any = _loose.decode(payload)
-    except Exception:  # the same failures as above: then there is nothing to echo
+        return _id_only.decode(payload).msg_id_client
+    except Exception:  # not an object, or the id itself unreadable: nothing to echo
         return None
-    value = raw.get("msgIdClient") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
 
 
 def encode(msg: ImMsg) -> bytes:
