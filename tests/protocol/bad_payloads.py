@@ -48,7 +48,12 @@ UNDECODABLE: dict[str, bytes] = {
 }
 
 # Ids from the payloads above that the server should echo on the refusal.
-ECHOED = {"an id beyond 64 bits": "u3", "a bodyType beyond 32 bits": "u4"}
+# The refusals that can still name the message: its msgIdClient is readable on its own.
+ECHOED = {
+    "invalid UTF-8 in a string": "u1",
+    "an id beyond 64 bits": "u3",
+    "a bodyType beyond 32 bits": "u4",
+}
 
 
 def json_values(max_leaves: int = 30) -> st.SearchStrategy[Any]:
