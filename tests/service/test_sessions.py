@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable
 
@@ -104,14 +103,3 @@ def test_end_answers_no_request() -> None:
     session.end(401, "token expired")  # type: ignore[arg-type]
     assert outlet.sent == [{"msgType": 8, "code": 401, "reason": "token expired"}]
     assert session.closed and outlet.closed
-
-
-async def test_closing_cancels_the_expiry_timer() -> None:
-    loop = asyncio.get_running_loop()
-    for close in (Session.close, Session.gone):  # closed by the server, or by the peer
-        session = Session(RecordingOutlet(limit=1 << 20), 0.0)
-        fired: list[bool] = []
-        timer = loop.call_at(loop.time() + 3600, fired.append, True)
-        session.expiry = timer
-        close(session)
-        assert timer.cancelled() and session.expiry is None

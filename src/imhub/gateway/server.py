@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -156,15 +157,20 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     async def _sweep(self) -> None:
-        """Close connections that did not log in in time or have gone silent."""
+        """Close connections that did not log in in time, have gone silent, or whose token
+        expired (at most a sweep interval, one second, after its ``exp``)."""
         cfg = self.config
         interval = max(0.05, min(1.0, cfg.login_timeout / 4, cfg.idle_timeout / 4))
         while True:
             await asyncio.sleep(interval)
             assert self._loop is not None
             now = self._loop.time()
+            wall = time.time()  # token expiries are wall-clock times
             for s in list(self.sessions):
-                if s.user_id is None and now - s.opened > cfg.login_timeout:
+                if s.expires is not None and wall >= s.expires:
+                    log.info("closing a session of user %s: its token expired", s.user_id)
+                    s.end(ErrorCode.UNAUTHORIZED, "token expired")
+                elif s.user_id is None and now - s.opened > cfg.login_timeout:
                     s.error(ErrorCode.TIMEOUT, f"no login within {cfg.login_timeout:g} s")
                     s.close()
                 elif now - s.last_seen > cfg.idle_timeout:

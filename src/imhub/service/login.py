@@ -11,15 +11,13 @@ and the next message is written only once the client has taken most of what was 
 (``Outlet.drained``): a slow reader slows its own login down, and the server holds no more than
 its byte limit queued for it.
 
-A session lasts as long as its token: a timer per session fires at the token's expiry, tells
-the client (401, "token expired") and closes; closing the session cancels it.
+A session lasts as long as its token: the login records the token's expiry on the session, and
+the gateway's once-a-second sweep tells the client (401, "token expired") and closes it then.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,8 +38,6 @@ from imhub.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-# A far expiry is re-armed at most this far ahead: event loops round huge delays differently.
-MAX_TIMER = 24 * 3600.0
 HEARTBEAT_ANSWER = codec.encode(ImMsg(msg_type=MsgType.HEARTBEAT, code=ErrorCode.OK))
 
 
@@ -54,7 +50,6 @@ class LoginService:
         auth: TokenAuthority,
         claim: ClaimOnLogin,
         max_frame: int = 64 * 1024,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._writer = writer
@@ -62,7 +57,6 @@ class LoginService:
         self._auth = auth
         self._claim = claim
         self._max_frame = max_frame  # the largest message storage can hold
-        self._clock = clock  # wall clock, as token expiries are
 
     async def login(self, session: Session, msg: ImMsg) -> None:
         if session.user_id is not None:
@@ -71,7 +65,7 @@ class LoginService:
             raise ImError(ErrorCode.UNAUTHORIZED, "token is required", close=True)
         user_id, expires = self._auth.verify(msg.token)  # whether the user exists: the writer
         session.client_type = msg.from_client_type or 0
-        self._expire_at(session, expires)
+        session.expires = expires
         session.hold()
 
         def register(convs: list[ConvState]) -> Callable[[], None] | None:
@@ -92,9 +86,7 @@ class LoginService:
             snapshot = await self._writer.call(self._claim, LoginIn(user_id, register))
         except ImError:  # refused (an unknown user): it never joined, nothing was held for it
             session.release_held()
-            if session.expiry is not None:
-                session.expiry.cancel()
-                session.expiry = None
+            session.expires = None
             raise
         except BaseException:
             session.close()
@@ -148,22 +140,6 @@ class LoginService:
             if conn is not None:
                 await conn.close()
 
-    def _expire_at(self, session: Session, expires: float) -> None:
-        """Arm the session's timer for the token's expiry (wall clock, as ``exp`` is)."""
-        loop = asyncio.get_running_loop()
-        delay = min(expires - self._clock(), MAX_TIMER)
-        session.expiry = loop.call_at(loop.time() + delay, self._expired, session, expires)
-
-    def _expired(self, session: Session, expires: float) -> None:
-        session.expiry = None
-        if session.closed:
-            return
-        if self._clock() < expires:  # armed MAX_TIMER ahead, or the clocks drifted apart
-            self._expire_at(session, expires)
-            return
-        log.info("closing a session of user %s: its token expired", session.user_id)
-        session.end(ErrorCode.UNAUTHORIZED, "token expired")
-
     def logout(self, session: Session, msg: ImMsg) -> None:
         session.reply(ImMsg(msg_type=MsgType.LOGOUT, code=ErrorCode.OK))
         session.close()
@@ -175,7 +151,7 @@ class LoginService:
             session.reply(ImMsg(msg_type=MsgType.HEARTBEAT, code=ErrorCode.OK))
 
     def closed(self, session: Session) -> None:
-        """The connection is gone: its presence goes with it (and its expiry timer)."""
+        """The connection is gone: its presence goes with it."""
         session.gone()
         self._registry.remove(session)
 

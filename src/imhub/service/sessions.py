@@ -93,7 +93,7 @@ class Session:
         "client_type",
         "closed",
         "entered",
-        "expiry",
+        "expires",
         "floor",
         "held",
         "held_bytes",
@@ -122,8 +122,9 @@ class Session:
         # messages wait here as (conversation, seq, payload) to keep order and skip repeats.
         self.held: list[tuple[int, int, bytes]] | None = None
         self.held_bytes = 0
-        # Fires when the login token expires (``LoginService``); cancelled on close.
-        self.expiry: asyncio.TimerHandle | None = None
+        # When the login token expires (epoch seconds, as its ``exp``): the gateway's sweep
+        # ends the session then. One sweep for all, not a timer per connection.
+        self.expires: float | None = None
         # The msgIdClient of the request being handled, echoed on its answer and errors.
         self.request_id: str | None = None
         self.inflight: InFlight | None = None  # sends not yet answered, made on first send
@@ -220,9 +221,6 @@ class Session:
         self.closed = True
         self.held = None
         self.held_bytes = 0
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
 
 
 class SessionRegistry:
