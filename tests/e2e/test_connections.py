@@ -9,9 +9,10 @@ import struct
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 import websockets
 
-from tests.helpers import ServerProcess, TcpClient
+from tests.helpers import TIMEOUT, ServerProcess, TcpClient
 
 
 async def test_http_request_split_into_pieces(server: ServerProcess) -> None:
@@ -158,4 +159,9 @@ async def test_a_peer_that_never_reads_its_backlog_is_cut_at_expiry(
                     if (await resp.json())["connections"] == 0:
                         break
                 await asyncio.sleep(0.1)  # polling the server's count, not guessing a time
+    # Reset, not closed: what bob never took is not left for the kernel to retry for minutes.
+    with pytest.raises(ConnectionResetError):
+        async with asyncio.timeout(TIMEOUT):
+            while await asyncio.get_running_loop().sock_recv(sock, 65536):
+                pass
     sock.close()

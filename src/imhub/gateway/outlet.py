@@ -12,10 +12,24 @@ than being dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
+
+
+def _cut(transport: asyncio.Transport) -> None:
+    """Reset a connection whose peer does not take what it is sent: what is queued is thrown
+    away, in the kernel too (SO_LINGER 0 sends a reset; a plain close would leave the kernel
+    retrying megabytes to the peer for minutes). Nothing, if it is closed already."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class Writable:
@@ -149,7 +163,7 @@ class FrameOutlet:
         self._pending.clear()
         self._queued = 0
         self._ended()
-        self._transport.abort()
+        _cut(self._transport)
 
     def close(self) -> None:
         if self.closing:
@@ -159,7 +173,7 @@ class FrameOutlet:
             self._ended()
             self._closer()
             if self._transport.get_write_buffer_size():
-                self._loop.call_later(self._close_grace, self._transport.abort)
+                self._loop.call_later(self._close_grace, _cut, self._transport)
 
     def _ended(self) -> None:
         self.closing = True
