@@ -109,7 +109,11 @@ def user_add(config: Config, name: str, mobile: str, head_img: str) -> None:
     from imhub.storage.users import add_user
 
     try:  # the same rules as POST /api/v1/users
+        for text in (name, mobile, head_img):
+            text.encode()  # an argument that was not UTF-8 holds surrogates: refused
         msgspec.convert({"username": name, "mobile": mobile, "headImg": head_img}, UserRequest)
+    except UnicodeEncodeError:
+        raise click.BadParameter("the arguments must be UTF-8 text") from None
     except msgspec.ValidationError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -136,7 +140,18 @@ def user_add(config: Config, name: str, mobile: str, head_img: str) -> None:
 def token(config: Config, user_id: int, ttl: int) -> None:
     """Print a login token for USER_ID, signed with the server's secret."""
     from imhub.service.auth import TokenAuthority
+    from imhub.storage.database import create_engine
+    from imhub.storage.users import get_user
 
+    async def exists() -> bool:
+        engine = create_engine(config.db_url)
+        try:
+            return await get_user(engine, user_id) is not None
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(exists()):  # as POST /api/v1/tokens: no token for nobody
+        raise click.BadParameter(f"user {user_id} does not exist", param_hint="USER_ID")
     click.echo(TokenAuthority(config.token_secret).mint(user_id, ttl))
 
 

@@ -85,6 +85,8 @@ def test_the_cli_refuses_what_the_http_api_refuses(tmp_path: Path) -> None:
         ("user", "add", "ann", "--mobile", "5" * 21),
         ("token", "0"),
         ("token", "5", "--ttl", "0"),
+        ("token", "999999"),  # no such user
+        ("user", "add", "a\udc80b"),  # an argument that was not UTF-8
     ):
         done = imhub(*args, env=env)
         assert done.returncode == 2 and "Invalid value" in done.stderr, (args, done.stderr)
