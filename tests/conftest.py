@@ -35,12 +35,20 @@ def server(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Itera
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, template_db: Path) -> Iterator[Callable[..., ServerProcess]]:
+def server_class() -> type[ServerProcess]:
+    """The kind of server ``make_server`` starts (a module may watch its servers' logs)."""
+    return ServerProcess
+
+
+@pytest.fixture
+def make_server(
+    tmp_path: Path, template_db: Path, server_class: type[ServerProcess]
+) -> Iterator[Callable[..., ServerProcess]]:
     """Start a server of its own with ``IMHUB_*`` options, e.g. ``make_server(idle_timeout=1)``."""
     started: list[ServerProcess] = []
 
     def start(**options: Any) -> ServerProcess:
-        proc = ServerProcess(tmp_path / f"server{len(started)}", template_db, **options)
+        proc = server_class(tmp_path / f"server{len(started)}", template_db, **options)
         started.append(proc)
         return proc
 

@@ -43,6 +43,7 @@ class WatchedServer(ServerProcess):
     def stop(self) -> None:
         super().stop()
         self.stderr.close()
+        assert_quiet(self.log())  # no traceback, nothing at WARNING or above, to the end
 
 
 def assert_quiet(log: str) -> None:
@@ -66,19 +67,9 @@ def quiet_log(server: WatchedServer) -> Iterator[None]:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, template_db: Path) -> Iterator[Callable[..., WatchedServer]]:
-    """Servers of a test's own, watched like the shared one."""
-    started: list[WatchedServer] = []
-
-    def start(**options: Any) -> WatchedServer:
-        proc = WatchedServer(tmp_path / f"server{len(started)}", template_db, **options)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
-        assert_quiet(proc.log())
+def server_class() -> type[ServerProcess]:
+    """Servers of a test's own are watched like the shared one (``WatchedServer.stop``)."""
+    return WatchedServer
 
 
 def frame(payload: bytes) -> bytes:
