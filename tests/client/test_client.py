@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
 
+import imhub.client
 from imhub.client import ClientClosed, ClientError, Message, Read, Recalled, State
 from imhub.protocol import codec
 from imhub.protocol.messages import MsgType
@@ -128,3 +131,30 @@ async def test_a_message_over_the_frame_limit_is_refused_at_once(
     assert len(codec.encode_json(wire)) == 65_536
     assert (await a.client.send_chat(to_user=bob, body=fits, msg_id_client="m")).seq == 2
     assert a.states == [State.CONNECTING, State.ONLINE]  # never dropped
+
+
+async def test_the_same_message_sent_twice_at_once_resolves_both(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    """Issue 10, fault 4: the second call replaced the first in the outbox, which then never
+    returned."""
+    alice, bob = await server.add_user("alice"), await server.add_user("bob")
+    a = make_app(f"tcp://127.0.0.1:{server.port}", server.token(alice))
+    await a.client.start()
+    first, second = await asyncio.gather(
+        a.client.send_chat(to_user=bob, body="once", msg_id_client="same"),
+        a.client.send_chat(to_user=bob, body="once", msg_id_client="same"),
+    )
+    assert first == second and first.seq == 1
+
+
+async def test_a_deliberate_close_is_not_reported_as_a_lost_connection(
+    server: ServerProcess, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await server.add_user("alice")
+    a = make_app(f"tcp://127.0.0.1:{server.port}", server.token(alice))
+    await a.client.start()
+    with caplog.at_level(logging.WARNING, logger="imhub.client"):
+        await a.client.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert MsgType is imhub.client.MsgType  # the docs' group() example imports it from there

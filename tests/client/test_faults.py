@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imhub.client import ClientClosed, Sent, State
+from imhub.client import ClientClosed, ClientError, ConnectionLost, Sent, State
 from tests.client.conftest import App
 from tests.helpers import ServerProcess
 from tests.proxy import Proxy
@@ -215,3 +215,21 @@ async def test_a_restarted_application_loses_nothing(
     await again.until(lambda: any(isinstance(e, Sent) for e in again.events))
     await b.until(lambda: [m.body for m in b.messages] == ["while away"])
     await proxy.close()
+
+
+async def test_a_request_cut_by_a_drop_raises_a_public_error(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    """Issue 10, fault 5: the private _LinkLost escaped from history(), unread() and the
+    others when the link dropped during the call."""
+    proxy = await Proxy(server.port).start()
+    alice, a, _, _ = await pair(server, make_app, proxy)
+    calls = [asyncio.create_task(a.client.unread()) for _ in range(20)]
+    await asyncio.sleep(0)  # the requests are written: now the link drops under them
+    proxy.drop_all()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert failed and all(isinstance(o, ConnectionLost) for o in failed), failed
+    assert isinstance(failed[0], ClientError)  # what the docs promise callers
+    await proxy.close()
+    assert alice

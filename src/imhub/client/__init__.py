@@ -1,7 +1,7 @@
 """The imhub client library: ``ImClient`` (or the process-wide ``shared()`` one) and the events
 it hands to the application. See docs/client.md."""
 
-from imhub.client.client import ClientClosed, ClientError, ImClient, shared
+from imhub.client.client import ClientClosed, ClientError, ConnectionLost, ImClient, shared
 from imhub.client.events import (
     Conversations,
     Event,
@@ -15,15 +15,18 @@ from imhub.client.events import (
     State,
     StateChanged,
 )
+from imhub.protocol.messages import MsgType
 
 __all__ = [
     "ClientClosed",
     "ClientError",
+    "ConnectionLost",
     "Conversations",
     "Event",
     "GroupChanged",
     "ImClient",
     "Message",
+    "MsgType",
     "Notice",
     "Read",
     "Recalled",

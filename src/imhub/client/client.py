@@ -79,8 +79,16 @@ class ClientClosed(ClientError):
         super().__init__(0, reason)
 
 
+class ConnectionLost(ClientError):
+    """The connection dropped before the answer came: the request may or may not have been
+    applied. The client reconnects by itself; ask again once it is online."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(0, reason)
+
+
 class _LinkLost(Exception):
-    pass
+    """Inside the client only: the link in use is gone (public calls raise ConnectionLost)."""
 
 
 @dataclass
@@ -228,7 +236,7 @@ class ImClient:
                     elif self._expired:
                         log.info("token expired: logging in again with a fresh one")
                         renew = self._went_online  # at once, unless it never got online
-                    elif not self._leaving:
+                    elif not self._leaving and not self._stopped.is_set():
                         log.warning(
                             "connection to %s lost: %s", self.url, exc or type(exc).__name__
                         )
@@ -359,10 +367,16 @@ class ImClient:
             self._waiting.pop(rid, None)
 
     async def request(self, request: dict[str, Any]) -> ImMsg:
-        """Send any protocol request once online and return its answer (``ClientError`` for
-        a refusal)."""
+        """Send any protocol request once online and return its answer. Raises
+        ``ClientError`` for a refusal, ``ConnectionLost`` if the link drops before the answer,
+        ``ClientClosed`` if the client is closed, ``TimeoutError`` after ``request_timeout``."""
         await self._until_online()
-        return await self._call(request)
+        try:
+            return await self._call(request)
+        except TimeoutError:
+            raise
+        except (_LinkLost, OSError, aiohttp.ClientError) as exc:  # the link, not the request
+            raise ConnectionLost(str(exc) or type(exc).__name__) from None
 
     def _fail_waiting(self) -> None:
         for future in self._waiting.values():
@@ -483,6 +497,8 @@ class ImClient:
             )
             for m in page.messages or ():
                 self._deliver(m, from_sync=True)
+            for c in page.refused or ():  # not ours (any more): stop asking for it
+                self._order.forget(conv_key(c.chat_id, c.team_id))
             if not page.more:
                 states = page.convs or []
                 self._order.know((conv_key(c.chat_id, c.team_id), c.last_seq or 0) for c in states)
@@ -577,6 +593,11 @@ class ImClient:
         if (to_user is None) == (team is None):
             raise ValueError("give exactly one of to_user and team")
         mid = msg_id_client or uuid.uuid4().hex
+        earlier = self._outbox.get(mid)
+        if earlier is not None:  # the same message, sent again before its answer: one answer
+            if earlier.future is None:  # restored from the state file: now someone waits
+                earlier.future = asyncio.get_running_loop().create_future()
+            return await asyncio.shield(earlier.future)
         payload: dict[str, Any] = {
             "msgType": MsgType.CHAT,
             "msgIdClient": mid,

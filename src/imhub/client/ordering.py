@@ -53,6 +53,11 @@ class Ordering(Generic[T]):
             del self.waiting[conv]
         return out
 
+    def forget(self, conv: int) -> None:
+        """Stop following a conversation (the server refused it: not ours)."""
+        self.cursors.pop(conv, None)
+        self.waiting.pop(conv, None)
+
     def gaps(self) -> list[int]:
         """Conversations with messages waiting behind a missing one (or not started yet)."""
         return list(self.waiting)
