@@ -1,5 +1,6 @@
 """A TCP proxy the test controls, between a client and the server: it can drop every
-connection, refuse new ones, or black-hole traffic while keeping the sockets open."""
+connection, refuse new ones, black-hole traffic while keeping the sockets open, or stall (stop
+reading, so that the senders' buffers fill, as behind a peer that froze)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ class Proxy:
         self.blackhole = False
         self.accepted = 0
         self.new_connection = asyncio.Event()
+        self._flowing = asyncio.Event()  # cleared: nothing is read from either side
+        self._flowing.set()
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
         self._port = 0
@@ -42,6 +45,13 @@ class Proxy:
     @property
     def url(self) -> str:
         return f"tcp://127.0.0.1:{self.port}"
+
+    def stall(self) -> None:
+        """Stop reading on every connection, old and new; the sockets stay open."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
 
     def drop_all(self) -> None:
         """Cut every open connection at once, both sides (as a network failure would)."""
@@ -76,7 +86,7 @@ class Proxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
+            while await self._flowing.wait() and (data := await reader.read(65536)):
                 if not self.blackhole:  # black-holed bytes are read and dropped
                     writer.write(data)
                     await writer.drain()

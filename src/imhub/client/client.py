@@ -243,6 +243,8 @@ class ImClient:
                 finally:
                     self._online.clear()
                     self._link = None
+                    if self._went_online and not self._stopped.is_set():
+                        self._set_state(State.RECONNECTING)  # at the drop, not at the retry
                     await link.close()
                     self._fail_waiting()
                 if self.state is State.ONLINE or self._went_online:
@@ -325,9 +327,12 @@ class ImClient:
         while True:
             await asyncio.sleep(self.heartbeat_interval)  # the heartbeat period itself
             self._pong.clear()
-            await link.send(HEARTBEAT)
             try:
-                await asyncio.wait_for(self._pong.wait(), self.heartbeat_timeout)
+                # The deadline covers the write too: behind a send buffer that a dead peer
+                # never empties, the heartbeat itself cannot leave, and that is the sign.
+                async with asyncio.timeout(self.heartbeat_timeout):
+                    await link.send(HEARTBEAT)
+                    await self._pong.wait()
             except TimeoutError:
                 raise _LinkLost(
                     f"no heartbeat answer within {self.heartbeat_timeout:g} s"
@@ -618,8 +623,14 @@ class ImClient:
         link = self._link
         if self.state is State.ONLINE and link is not None:
             pending.link = link
-            with contextlib.suppress(ConnectionError, OSError):
-                await link.send(codec.encode_json(payload))  # else: resent on reconnect
+            # The write waits while the send buffer is full (back-pressure), but never past
+            # the answer: if this link dies under it, the message is resent on the next one
+            # and answered there, and this call returns then.
+            writing = asyncio.ensure_future(link.send(codec.encode_json(payload)))
+            writing.add_done_callback(_quietly)  # a dead link's error: resent on reconnect
+            await asyncio.wait((writing, future), return_when=asyncio.FIRST_COMPLETED)
+            if not writing.done():
+                writing.cancel()
         return await future
 
     async def enter(self, *, chat_id: int | None = None, team_id: int | None = None) -> int:
@@ -753,3 +764,9 @@ def shared(url: str | None = None, token: TokenSource | None = None, **options: 
             raise RuntimeError("the shared client is not made yet: pass url and token")
         _shared["client"] = ImClient(url, token, **options)
     return _shared["client"]
+
+
+def _quietly(task: asyncio.Future[Any]) -> None:
+    """Retrieve a write's outcome so that a failed one is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
