@@ -13,6 +13,7 @@ class Proxy:
         self.target_port = target_port
         self.refusing = False
         self.blackhole = False
+        self.delay = 0.0  # seconds each chunk waits in the proxy, each way (network latency)
         self.accepted = 0
         self.new_connection = asyncio.Event()
         self._flowing = asyncio.Event()  # cleared: nothing is read from either side
@@ -87,6 +88,8 @@ class Proxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while await self._flowing.wait() and (data := await reader.read(65536)):
+                if self.delay:
+                    await asyncio.sleep(self.delay)  # the emulated network's latency
                 if not self.blackhole:  # black-holed bytes are read and dropped
                     writer.write(data)
                     await writer.drain()

@@ -261,3 +261,28 @@ async def test_a_stalled_link_is_found_dead_while_sends_are_blocked(
     assert [m.body[:3] for m in b.messages[-200:]] == [f"{i:03}" for i in range(200)]
     await proxy.close()
     assert alice
+
+
+async def test_entering_a_conversation_not_seen_yet_drops_nothing(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    """Issue 10, fault 3: the receiver enters a new chat (its id known from elsewhere) right
+    after its first message is stored, while the peer keeps sending, over a link with 20 ms of
+    latency each way. The sync that started the conversation began at the server's read
+    position, which the entered connection had already moved past messages the client had not
+    handed over; their live copies were then thrown away as duplicates."""
+    proxy = await Proxy(server.port).start()
+    proxy.delay = 0.02
+    alice, bob = await server.add_user("alice"), await server.add_user("bob")
+    b = make_app(proxy.url, server.token(bob))
+    await b.client.start()
+    a = await server.connect()  # a plain socket client sends for alice
+    await a.login(server.token(alice))
+    first = await a.chat(bob, "m0", "0")
+    entering = asyncio.create_task(b.client.enter(chat_id=first["chatId"]))
+    for i in range(1, 100):
+        await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"m{i}", "body": str(i)})
+    await entering
+    await b.until(lambda: len(b.messages) >= 100, timeout=TIMEOUT * 4)
+    assert [m.body for m in b.messages] == [str(i) for i in range(100)]
+    await proxy.close()

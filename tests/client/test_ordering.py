@@ -57,3 +57,15 @@ def test_the_conversation_list_starts_what_pages_did_not() -> None:
     assert o.accept(4, 8, "m8") == []
     assert o.know([(4, 7), (5, 2)]) == ["m8"]
     assert o.cursors == {4: 8, 5: 2}
+
+
+def test_a_conversation_not_started_syncs_from_before_its_first_live_message() -> None:
+    order: Ordering[str] = Ordering()
+    order.cursors[1] = 7
+    assert order.accept(9, 4, "four") == []  # conversation 9 not started: waits
+    assert order.accept(9, 6, "six") == []
+    assert order.positions() == {1: 7, 9: 3}
+    assert order.accept(9, 4, "four", start=True) == ["four"]  # the sync's first page
+    assert order.positions() == {1: 7, 9: 4}
+    order.forget(9)
+    assert order.positions() == {1: 7}

@@ -496,7 +496,7 @@ class ImClient:
     async def _sync(self, reader: asyncio.Task[None] | None) -> None:
         """Ask for everything after each cursor, page by page, until nothing more follows."""
         while True:
-            convs = [{**address(c), "seq": s} for c, s in self._order.cursors.items()]
+            convs = [{**address(c), "seq": s} for c, s in self._order.positions().items()]
             page = await self._call(
                 {"msgType": MsgType.SYNC, "convs": convs, "limit": self.sync_page}, None, reader
             )

@@ -53,6 +53,18 @@ class Ordering(Generic[T]):
             del self.waiting[conv]
         return out
 
+    def positions(self) -> dict[int, int]:
+        """Where a sync should start each conversation: after its cursor; and a conversation
+        not started yet that has live messages waiting, just before the first of them. (Those
+        arrived because this client was online when they were stored, so nothing before them
+        is missing; the server's read position is no guide: a connection showing the
+        conversation has read them at once, before the client handed them over.)"""
+        out = dict(self.cursors)
+        for conv, pending in self.waiting.items():
+            if conv not in out and pending:
+                out[conv] = min(pending) - 1
+        return out
+
     def forget(self, conv: int) -> None:
         """Stop following a conversation (the server refused it: not ours)."""
         self.cursors.pop(conv, None)
