@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imhub.client import ClientClosed, ClientError, ConnectionLost, Sent, State
+from imhub.client import ClientClosed, ClientError, ConnectionLost, GroupChanged, Sent, State
 from tests.client.conftest import App
 from tests.helpers import TIMEOUT, ServerProcess
 from tests.proxy import Proxy
@@ -286,3 +286,33 @@ async def test_entering_a_conversation_not_seen_yet_drops_nothing(
     await b.until(lambda: len(b.messages) >= 100, timeout=TIMEOUT * 4)
     assert [m.body for m in b.messages] == [str(i) for i in range(100)]
     await proxy.close()
+
+
+async def test_a_refused_conversation_does_not_close_the_client(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    """Issue 10, fault 6: removed from a group while away, the client's reconnect named the
+    group in its sync, the server refused it (404) and the client closed for good. Now the
+    server syncs a former member up to the removal, refuses only conversations that were never
+    the user's, and the client drops those and carries on."""
+    proxy = await Proxy(server.port).start()
+    owner, o = await server.online("owner")
+    member = await server.add_user("member")
+    app = make_app(proxy.url, server.token(member))
+    await app.client.start()
+    await o.send(
+        {"msgType": 16, "teamName": "crew", "memberIds": [member, await server.add_user()]}
+    )
+    team = (await o.expect(16))["teamId"]
+    await app.until(lambda: any(isinstance(e, GroupChanged) for e in app.events))
+    app.client._order.cursors[10**12] = 0  # a conversation that was never the user's
+    await proxy.stop_listening()
+    proxy.drop_all()
+    await o.send({"msgType": 18, "teamId": team, "memberIds": [member]})  # while away
+    assert (await o.expect(18))["code"] == 0
+    await proxy.listen_again()
+    await app.until(lambda: any(isinstance(e, GroupChanged) and e.op == 18 for e in app.events))
+    assert app.client.state is State.ONLINE
+    assert 10**12 not in app.client._order.cursors
+    await proxy.close()
+    assert owner

@@ -87,6 +87,10 @@ class ConnectionLost(ClientError):
         super().__init__(0, reason)
 
 
+class _LoginRefused(ClientError):
+    """The server refused the login itself (401): the one refusal that retrying cannot help."""
+
+
 class _LinkLost(Exception):
     """Inside the client only: the link in use is gone (public calls raise ConnectionLost)."""
 
@@ -228,9 +232,11 @@ class ImClient:
                 self._expired = False
                 try:
                     await self._run(link, token)
-                except ClientError as exc:  # refused login: retrying cannot help
+                except _LoginRefused as exc:  # retrying cannot help
                     self._finish(f"login refused: {exc}")
-                except (_LinkLost, OSError, TimeoutError, aiohttp.ClientError) as exc:
+                except (_LinkLost, ClientError, OSError, TimeoutError, aiohttp.ClientError) as exc:
+                    # Anything else refused while coming online (a sync) is not final: the
+                    # link is given up and tried again with backoff.
                     if self._expired and isinstance(self._token, str):
                         self._finish("token expired (pass a callable to renew it)")
                     elif self._expired:
@@ -278,16 +284,21 @@ class ImClient:
         reader = asyncio.create_task(self._read(link))
         heartbeat: asyncio.Task[None] | None = None
         try:
-            login = await self._call(
-                {
-                    "msgType": MsgType.LOGIN,
-                    "token": token,
-                    "fromClientType": self.client_type,
-                    "backlog": False,
-                },
-                self.request_timeout,
-                reader,
-            )
+            try:
+                login = await self._call(
+                    {
+                        "msgType": MsgType.LOGIN,
+                        "token": token,
+                        "fromClientType": self.client_type,
+                        "backlog": False,
+                    },
+                    self.request_timeout,
+                    reader,
+                )
+            except ClientError as exc:
+                if exc.code == 401:  # the token or the user: final
+                    raise _LoginRefused(exc.code, exc.reason) from None
+                raise _LinkLost(f"login not taken now: {exc}") from None  # e.g. 503: retry
             self.user_id = login.user_id
             for conv in list(self._entered):
                 try:
