@@ -98,14 +98,6 @@ class Conv(msgspec.Struct, omit_defaults=True, rename="camel"):
     unread: SmallInt | None = None
     left: bool | None = None  # a group you are no longer in: lastSeq is the event that ended it
 
-    def __str__(self) -> str:
-        # Error reasons name conversations, so they read "chat 5" or "group 7", never a dump.
-        if self.team_id:
-            return f"group {self.team_id}"
-        if self.chat_id:
-            return f"chat {self.chat_id}"
-        return "a conversation without chatId or teamId"
-
 
 class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):
     """One protocol message, in either direction. Unknown fields are ignored on decode."""
