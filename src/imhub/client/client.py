@@ -381,6 +381,10 @@ class ImClient:
             raise TimeoutError(f"no answer to msgType {request['msgType']}")
         finally:
             self._waiting.pop(rid, None)
+            if future.done() and not future.cancelled():
+                # Failed by the drop while this call was being cancelled (a background sync):
+                # retrieved here, or asyncio reports it as never retrieved.
+                future.exception()
 
     async def request(self, request: dict[str, Any]) -> ImMsg:
         """Send any protocol request once online and return its answer. Raises
