@@ -429,7 +429,7 @@ async def test_malformed_http_requests_get_a_json_400_and_one_info_line_at_most(
         assert re.match(rb"HTTP/1\.[01] 400 ", head), response
         assert json.loads(body)["code"] == 400, response
     lines = [line for line in srv.log().splitlines() if "malformed HTTP request" in line]
-    assert 1 <= len(lines) <= BAD_REQUEST_LOG_BURST
+    assert 0 < len(lines) <= BAD_REQUEST_LOG_BURST
     assert all(" INFO " in line for line in lines), lines
     assert_quiet(srv.log())  # no traceback, nothing at ERROR
     assert await connections(srv) == 0  # and the server is fine
