@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ class Peer:
     delivered: list[dict[str, Any]] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start(self) -> None:
         self.reader = asyncio.create_task(self._read())
@@ -41,6 +43,15 @@ class Peer:
                 self.answers.pop(mid).set_result(msg)
             elif "seq" in msg and msg["msgType"] != 12:
                 self.delivered.append(msg)
+                self.arrived.set()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Until ``condition()`` holds, re-checked at each delivery (a delivery may come after
+        the sender's answer: they travel on different connections)."""
+        async with asyncio.timeout(TIMEOUT):
+            while not condition():
+                self.arrived.clear()
+                await self.arrived.wait()
 
     async def ask(
         self, request: dict[str, Any], mid: str | None = None, retry: bool = True
@@ -275,8 +286,12 @@ async def test_one_bad_write_fails_alone_and_poisons_no_one(make_server: Any) ->
             0,
         )
     for t in targets:
-        got = [m for m in t.delivered if m.get("fromUserId") == victim.user_id]
-        assert [m["body"] for m in got] == [f"to {t.user_id}"] * 5, got
+
+        def got(t: Peer = t) -> list[dict[str, Any]]:
+            return [m for m in t.delivered if m.get("fromUserId") == victim.user_id]
+
+        await t.until(lambda: len(got()) >= 5)
+        assert [m["body"] for m in got()] == [f"to {t.user_id}"] * 5, got()
     for peer in everyone:
         await peer.stop()
 
