@@ -9,6 +9,9 @@ returned. Two ways to consume:
 - ``--mode listener``: a callback registered before ``start()``; a message is done with once
   the callback has returned. The application then just waits.
 
+With ``--paced`` it reads one line from stdin before each message (a permit from the test), so
+the test decides how far it gets before the kill, whatever the machine's speed.
+
     python -m tests.client.consumer_app --server tcp://127.0.0.1:9000 --token T --state-file F
 """
 
@@ -16,12 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from imhub.client import Event, ImClient, Message
+
+PACED = False
 
 
 def work(event: Event) -> None:
     if isinstance(event, Message):
+        if PACED:
+            sys.stdin.readline()  # blocks the whole application, as slow work would
         print(f"got {event.body}", flush=True)
 
 
@@ -43,5 +51,7 @@ if __name__ == "__main__":
     parser.add_argument("--token", required=True)
     parser.add_argument("--state-file", required=True)
     parser.add_argument("--mode", choices=("events", "listener"), default="events")
+    parser.add_argument("--paced", action="store_true")
     args = parser.parse_args()
+    PACED = args.paced
     asyncio.run(main(args.server, args.token, args.state_file, args.mode))

@@ -305,7 +305,7 @@ async def test_a_refused_conversation_does_not_close_the_client(
     )
     team = (await o.expect(16))["teamId"]
     await app.until(lambda: any(isinstance(e, GroupChanged) for e in app.events))
-    app.client._order.cursors[10**12] = 0  # a conversation that was never the user's
+    app.client._core.inbox.order.cursors[10**12] = 0  # a conversation that was never the user's
     await proxy.stop_listening()
     proxy.drop_all()
     await o.send({"msgType": 18, "teamId": team, "memberIds": [member]})  # while away
@@ -313,6 +313,6 @@ async def test_a_refused_conversation_does_not_close_the_client(
     await proxy.listen_again()
     await app.until(lambda: any(isinstance(e, GroupChanged) and e.op == 18 for e in app.events))
     assert app.client.state is State.ONLINE
-    assert 10**12 not in app.client._order.cursors
+    assert 10**12 not in app.client._core.inbox.order.cursors
     await proxy.close()
     assert owner

@@ -1,7 +1,8 @@
 """The imhub client library: ``ImClient`` (or the process-wide ``shared()`` one) and the events
 it hands to the application. See docs/client.md."""
 
-from imhub.client.client import ClientClosed, ClientError, ConnectionLost, ImClient, shared
+from imhub.client.client import ImClient, shared
+from imhub.client.errors import ClientClosed, ClientError, ConnectionLost
 from imhub.client.events import (
     Conversations,
     Event,
