@@ -235,32 +235,34 @@ async def test_a_request_cut_by_a_drop_raises_a_public_error(
     assert alice
 
 
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
 async def test_a_stalled_link_is_found_dead_while_sends_are_blocked(
-    server: ServerProcess, make_app: Callable[..., App]
+    server: ServerProcess, make_app: Callable[..., App], transport: str
 ) -> None:
     """Issue 10, fault 1: behind a peer that stopped reading, the heartbeat's own write never
-    left the full send buffer, and its deadline only started after it: the link stayed ONLINE.
-    Detection is bounded by interval + timeout whatever the buffer holds, and the sends that
-    were blocked on the dead link are resent on the next one and all return."""
+    left the full send buffer, and its deadline only started after it: the link stayed ONLINE
+    (TCP); over WebSocket, sends blocked on the dead link stayed pending long after their
+    messages were resent. Detection is bounded by interval + timeout whatever the buffer
+    holds, and the blocked sends are resent on the next link and all return."""
     proxy = await Proxy(server.port).start()
     interval, timeout = 0.5, 0.5
     alice, a, bob, b = await pair(
         server, make_app, proxy, heartbeat_interval=interval, heartbeat_timeout=timeout
     )
+    sender, receiver, to = (a, b, bob) if transport == "tcp" else (b, a, alice)
     proxy.stall()
     sends = [
-        asyncio.create_task(a.client.send_chat(to_user=bob, body=f"{i:03} " + "x" * 30_000))
+        asyncio.create_task(sender.client.send_chat(to_user=to, body=f"{i:03} " + "x" * 30_000))
         for i in range(200)
     ]
-    await a.until(lambda: State.RECONNECTING in a.states, timeout=interval + timeout + 3)
+    await sender.until(lambda: State.RECONNECTING in sender.states, timeout=interval + timeout + 3)
     proxy.drop_all()
     proxy.flow()
     sent = await asyncio.wait_for(asyncio.gather(*sends), TIMEOUT * 4)
     assert sorted(s.seq for s in sent) == sorted({s.seq for s in sent})  # 200 stored once
-    await b.until(lambda: len(b.messages) >= 200)
-    assert [m.body[:3] for m in b.messages[-200:]] == [f"{i:03}" for i in range(200)]
+    await receiver.until(lambda: len(receiver.messages) >= 200)
+    assert [m.body[:3] for m in receiver.messages[-200:]] == [f"{i:03}" for i in range(200)]
     await proxy.close()
-    assert alice
 
 
 async def test_entering_a_conversation_not_seen_yet_drops_nothing(
