@@ -11,6 +11,9 @@ import time
 from imhub.config import Config
 from imhub.gateway.server import Gateway
 from imhub.http.api import HttpApi
+from imhub.http.ops import Ops
+from imhub.http.routes import Router
+from imhub.http.web import web_routes
 from imhub.protocol.messages import MsgType
 from imhub.service.auth import TokenAuthority
 from imhub.service.chat import ChatService
@@ -111,15 +114,10 @@ class App:
         }
         for op in range(MsgType.TEAM_CREATE, MsgType.TEAM_INFO + 1):
             handlers[MsgType(op)] = self.teams.handle
-        api = HttpApi(
-            config.api_key,
-            engine,
-            self.auth,
-            self.notices,
-            self.teams,
-            lambda: self.gateway.stats(),
-        )
-        self.gateway = Gateway(config, Dispatcher(handlers), self.login.closed, api.handle)
+        api = HttpApi(engine, self.auth, self.notices, self.teams)
+        ops = Ops(lambda: self.gateway.stats())
+        self.router = Router([*web_routes(), *ops.routes(), *api.routes()], config.api_key)
+        self.gateway = Gateway(config, Dispatcher(handlers), self.login.closed, self.router.handle)
 
     async def start(self) -> None:
         if await pending_migrations(self.engine):

@@ -1,6 +1,6 @@
-"""Thin HTTP routes over the services, for business backends (API key) and for probes.
+"""Thin HTTP routes over the services, for business backends (API key).
 
-Routes: ``GET /healthz``, ``POST /api/v1/notices``, ``POST /api/v1/users``,
+Routes: ``POST /api/v1/notices``, ``POST /api/v1/users``,
 ``POST /api/v1/tokens``, ``POST /api/v1/teams/{create,add,remove,leave,rename,dismiss,info}``.
 Errors are JSON ``{"code", "reason"}`` with
 the same number as the HTTP status, whatever went wrong: a body that does not decode (any
@@ -11,16 +11,15 @@ gets here, and the gateway has read the body (in time) before a route is called.
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imhub.http.responses import error_response, json_response
+from imhub.http.responses import json_response
+from imhub.http.routes import Params, Route
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import BodyType, Id, MsgType, SmallInt
@@ -32,7 +31,6 @@ from imhub.storage import users
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # Every integer a request carries has the range of where it goes: ids as on the wire (``Id``),
 # kinds in 32-bit columns (``SmallInt``), a token's lifetime so that its expiry stays a number
@@ -89,72 +87,41 @@ def parse_body(payload: bytes, kind: type[T]) -> T:
 
 
 class HttpApi:
+    """The API for business backends, under ``/api/v1`` with the API key."""
+
     def __init__(
         self,
-        api_key: str,
         engine: AsyncEngine,
         auth: TokenAuthority,
         notices: NoticeService,
         teams: TeamService,
-        stats: Callable[[], dict[str, int]],
     ) -> None:
-        self._api_key = api_key.encode()
         self._engine = engine
         self._auth = auth
         self._notices = notices
         self._teams = teams
-        self._stats = stats
-        self._routes: dict[tuple[str, str], Route] = {
-            ("GET", "/"): self.index,
-            ("GET", "/healthz"): self.healthz,
-            ("POST", "/api/v1/notices"): self.post_notice,
-            ("POST", "/api/v1/users"): self.post_user,
-            ("POST", "/api/v1/tokens"): self.post_token,
-        }
+
+    def routes(self) -> list[Route]:
+        out = [
+            Route("POST", "/api/v1/notices", self.post_notice, "Send a notice", NoticeRequest),
+            Route(
+                "POST", "/api/v1/users", self.post_user, "Create a user", UserRequest, status=201
+            ),
+            Route("POST", "/api/v1/tokens", self.post_token, "Mint a client token", TokenRequest),
+        ]
         for name in TEAM_OPS:
-            self._routes[("POST", f"/api/v1/teams/{name}")] = self.post_team
-
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        route = self._routes.get((request.method, request.path))
-        try:
-            if route is None:
-                known = any(path == request.path for _, path in self._routes)
-                if known:
-                    raise web.HTTPMethodNotAllowed(request.method, [])
-                raise ImError(ErrorCode.NOT_FOUND, f"no route {request.path}")
-            return await route(request)
-        except ImError as exc:
-            return error_response(exc.code, exc.reason)
-        except web.HTTPException as exc:
-            return error_response(exc.status, exc.reason)
-        except Exception:  # a bug: the caller still gets JSON, the log gets the traceback
-            log.exception("%s %s failed", request.method, request.path)
-            return error_response(ErrorCode.INTERNAL, "internal error")
-
-    def _authorize(self, request: web.BaseRequest) -> None:
-        given = request.headers.get("X-Api-Key", "")
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            given = auth[7:]
-        # Header bytes that are not UTF-8 arrive as surrogates: compared as the bytes they were.
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._api_key):
-            raise ImError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
+            out.append(
+                Route(
+                    "POST", f"/api/v1/teams/{name}", self.post_team, f"Group: {name}", TeamRequest
+                )
+            )
+        return out
 
     @staticmethod
     async def _body(request: web.BaseRequest, kind: type[T]) -> T:
         return parse_body(await request.read(), kind)
 
-    async def index(self, request: web.BaseRequest) -> web.StreamResponse:
-        return web.Response(
-            text="imhub is running. TCP frames and WebSocket (/ws) on this port; "
-            "see docs/protocol.md.\n"
-        )
-
-    async def healthz(self, request: web.BaseRequest) -> web.StreamResponse:
-        return json_response({"status": "ok", **self._stats()})
-
-    async def post_notice(self, request: web.BaseRequest) -> web.StreamResponse:
-        self._authorize(request)
+    async def post_notice(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:
         req: NoticeRequest = await self._body(request, NoticeRequest)
         stored = await self._notices.notify(
             req.from_user_id, req.to_user_ids, req.body_type, req.body
@@ -168,22 +135,19 @@ class HttpApi:
             }
         )
 
-    async def post_user(self, request: web.BaseRequest) -> web.StreamResponse:
-        self._authorize(request)
+    async def post_user(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:
         req: UserRequest = await self._body(request, UserRequest)
         user_id = await users.add_user(self._engine, req.username, req.mobile, req.head_img)
         return json_response({"userId": user_id, "username": req.username}, status=201)
 
-    async def post_token(self, request: web.BaseRequest) -> web.StreamResponse:
-        self._authorize(request)
+    async def post_token(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:
         req: TokenRequest = await self._body(request, TokenRequest)
         if await users.get_user(self._engine, req.user_id) is None:
             raise ImError(ErrorCode.NOT_FOUND, f"user {req.user_id} does not exist")
         return json_response({"token": self._auth.mint(req.user_id, req.ttl)})
 
-    async def post_team(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def post_team(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:
         """``POST /api/v1/teams/{create,add,remove,leave,rename,dismiss,info}``."""
-        self._authorize(request)
         req: TeamRequest = await self._body(request, TeamRequest)
         op = TEAM_OPS[request.path.rsplit("/", 1)[1]]
         if op == MsgType.TEAM_INFO:

@@ -1,0 +1,100 @@
+"""The HTTP side's routes: each one declared once, with what the OpenAPI document needs.
+
+A ``Route`` names its method, a path template (``/api/v1/users/{user_id}``), its handler, and
+the typed bodies it reads and answers (msgspec structs), so that the document served at
+``/api/v1/openapi.json`` is generated from the same declarations the server runs. ``Router``
+finds the route for a request: path parameters are matched by template, a path known for
+other methods is a 405, anything else a 404; every error is JSON ``{"code", "reason"}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from imhub.http.responses import error_response
+from imhub.protocol.errors import ErrorCode, ImError
+
+log = logging.getLogger(__name__)
+
+Params = dict[str, str]
+Handler = Callable[[web.BaseRequest, Params], Awaitable[web.StreamResponse]]
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # a template: "{name}" matches one path segment
+    handler: Handler
+    summary: str = ""
+    body: type[Any] | None = None  # the request body's struct
+    answer: type[Any] | None = None  # the response body's struct (None: not JSON, or empty)
+    status: int = 200
+    query: type[Any] | None = None  # a struct of the query parameters
+    api_key: bool = True  # needs the API key
+    tag: str = "api"
+    errors: tuple[int, ...] = ()  # statuses it may answer besides 400/401/500
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = _PARAM.split(self.path)  # literal, name, literal, name, …
+        regex = "".join(
+            re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)
+        )
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+
+
+class Router:
+    def __init__(self, routes: Sequence[Route], api_key: str) -> None:
+        self.routes = list(routes)
+        self._api_key = api_key.encode()
+        self._exact = {(r.method, r.path): r for r in self.routes if "{" not in r.path}
+
+    def find(self, method: str, path: str) -> tuple[Route, Params]:
+        """The route for ``method path`` and its path parameters; raises ``ImError`` 404 or
+        405 (``web.HTTPMethodNotAllowed``)."""
+        route = self._exact.get((method, path))
+        if route is not None:
+            return route, {}
+        known = False
+        for route in self.routes:
+            m = route.pattern.match(path)
+            if m is None:
+                continue
+            if route.method == method:
+                return route, m.groupdict()
+            known = True
+        if known:
+            raise web.HTTPMethodNotAllowed(method, [])
+        raise ImError(ErrorCode.NOT_FOUND, f"no route {path}")
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            route, params = self.find(request.method, request.path)
+            if route.api_key:
+                self.authorize(request)
+            return await route.handler(request, params)
+        except ImError as exc:
+            return error_response(exc.code, exc.reason)
+        except web.HTTPException as exc:
+            return error_response(exc.status, exc.reason)
+        except Exception:  # a bug: the caller still gets JSON, the log gets the traceback
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(ErrorCode.INTERNAL, "internal error")
+
+    def authorize(self, request: web.BaseRequest) -> None:
+        """The API key, as ``Authorization: Bearer KEY`` or ``X-Api-Key: KEY``."""
+        given = request.headers.get("X-Api-Key", "")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth[7:]
+        # Header bytes that are not UTF-8 arrive as surrogates: compared as the bytes they were.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._api_key):
+            raise ImError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
