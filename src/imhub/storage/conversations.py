@@ -39,6 +39,7 @@ team_msg_t = team_msg_table
 PERSON = 0  # chat.event_type of a one-to-one chat
 TEAM = 1  # chat.event_type of a group member row
 CHAT_MSG = 3  # msg_type of an ordinary message (the protocol's chat)
+SYSTEM_USER = 0  # from_user_id of system messages (user ids start at 1)
 
 
 class MsgRow(msgspec.Struct, gc=False):

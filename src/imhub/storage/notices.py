@@ -30,6 +30,11 @@ class NoticeIn:
     body: str
     send_time: int
     to_user_ids: tuple[int, ...]
+    # Whether a target that does not exist (or was deleted) refuses the notice (404) or is
+    # left out (the members of a group, everyone online).
+    strict: bool = True
+    # Only the targets online at this point of the write stream get it (everyone online).
+    online_only: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,10 +64,16 @@ class StoreNotices:
     ) -> list[StoredNotice | ImError]:
         results: list[StoredNotice | ImError] = []
         for n in items:
-            missing = set(n.to_user_ids) - await existing_users(conn, set(n.to_user_ids))
-            if missing:
+            existing = await existing_users(conn, set(n.to_user_ids))
+            missing = set(n.to_user_ids) - existing
+            if missing and n.strict:
                 results.append(ImError(ErrorCode.NOT_FOUND, unknown_users(missing)))
                 continue
+            targets = tuple(
+                u
+                for u in n.to_user_ids
+                if u not in missing and (self._online(u) or not n.online_only)
+            )
             notice_id = (
                 await conn.execute(
                     insert(notice_t)
@@ -75,15 +86,16 @@ class StoreNotices:
                     .returning(notice_t.c.notice_id)
                 )
             ).scalar_one()
-            live = tuple(u for u in n.to_user_ids if self._online(u))
-            pending = tuple(u for u in n.to_user_ids if u not in live)
-            await conn.execute(
-                insert(target_t),
-                [
-                    {"notice_id": notice_id, "to_user_id": u, "delivered": u in live}
-                    for u in n.to_user_ids
-                ],
-            )
+            live = tuple(u for u in targets if self._online(u))
+            pending = tuple(u for u in targets if u not in live)
+            if targets:
+                await conn.execute(
+                    insert(target_t),
+                    [
+                        {"notice_id": notice_id, "to_user_id": u, "delivered": u in live}
+                        for u in targets
+                    ],
+                )
             row = NoticeRow(notice_id, n.from_user_id, n.body_type, n.body, n.send_time)
             results.append(StoredNotice(row, live, pending))
         return results

@@ -19,6 +19,7 @@ from imhub.storage.bulk import Script
 from imhub.storage.conversations import (
     CHAT_MSG,
     PERSON,
+    SYSTEM_USER,
     TEAM,
     Sequences,
     advance_reads,
@@ -61,7 +62,8 @@ def _person_side(me: Any, peer: Any, my_read: Any, peer_read: Any) -> Select[Any
                 and_(
                     m.c.chat_id == c.c.chat_id,
                     m.c.seq > my_read,
-                    m.c.to_user_id == me,
+                    # To me, or from the system (to both: ``storage.system``).
+                    or_(m.c.to_user_id == me, m.c.from_user_id == SYSTEM_USER),
                     m.c.msg_type == CHAT_MSG,
                     m.c.cancel_flag == False,  # noqa: E712 - SQL expression
                 ),
