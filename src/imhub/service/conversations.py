@@ -62,6 +62,16 @@ class Membership:
             raise ImError(ErrorCode.FORBIDDEN, f"you are not a member of group {team_id}")
         return info
 
+    async def info(self, team_id: int) -> TeamInfo:
+        """A group, whoever asks (a backend); 404 when there is none (or it was dissolved)."""
+        info = await self._teams.read(self._engine, team_id)
+        if info is None:
+            raise ImError(ErrorCode.NOT_FOUND, f"no group {team_id}")
+        return info
+
+    async def members(self, team_id: int) -> frozenset[int]:
+        return (await self.info(team_id)).members
+
     async def peer(self, user_id: int, conv: int) -> int | None:
         """The other user of a one-to-one conversation (None for a group)."""
         if conv < 0:

@@ -18,6 +18,8 @@ request makes the server hold more than a few times the limit for one connection
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol.conversation import conv_key
@@ -74,6 +76,13 @@ class _Page:
         return True
 
 
+@dataclass(slots=True, frozen=True)
+class HistoryPage:
+    conv: int
+    rows: list[MsgRow]  # oldest first
+    more: bool  # older messages exist
+
+
 class HistoryService:
     def __init__(
         self, engine: AsyncEngine, membership: Membership, max_frame: int = 64 * 1024
@@ -82,17 +91,34 @@ class HistoryService:
         self._membership = membership
         self._max_frame = max_frame  # the largest message storage can hold
 
-    def _bounds(self, session: Session) -> tuple[int, int]:
-        """The most bytes of a page, and the most messages to read from storage at once."""
-        limit = session.outlet.limit
-        return max(1, limit // 2), read_size(limit, self._max_frame)
+    def _bounds(self, byte_limit: int) -> tuple[int, int]:
+        """The most bytes of a page for a connection of ``byte_limit``, and the most messages
+        to read from storage at once."""
+        return max(1, byte_limit // 2), read_size(byte_limit, self._max_frame)
 
     async def history(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 14: a page of messages before ``beforeSeq`` (default: the newest)."""
         assert session.user_id is not None
-        conv, upto = await self._membership.visible(session.user_id, msg)
+        page = await self.page(session.user_id, msg, session.outlet.limit)
+        session.reply(
+            addressed(
+                ImMsg(
+                    msg_type=MsgType.HISTORY,
+                    code=ErrorCode.OK,
+                    messages=[message(r) for r in page.rows],
+                    more=page.more,
+                ),
+                page.conv,
+            )
+        )
+
+    async def page(self, user_id: int, msg: ImMsg, byte_limit: int) -> HistoryPage:
+        """The messages of ``msg``'s conversation before ``msg.before_seq``, at most
+        ``msg.limit`` and about half ``byte_limit`` bytes, for a member or former member
+        (``ImError`` otherwise). Also the HTTP API's history."""
+        conv, upto = await self._membership.visible(user_id, msg)
         limit = page_size(msg.limit)
-        budget, per_read = self._bounds(session)
+        budget, per_read = self._bounds(byte_limit)
         before = msg.before_seq if msg.before_seq is not None else 2**53
         if upto is not None:  # a former member: up to the event that ended it
             before = min(before, upto + 1)
@@ -111,24 +137,13 @@ class HistoryService:
                 if not older:
                     break
                 more = more or len(newest_first.rows) >= limit
-        rows = newest_first.rows[::-1]
-        session.reply(
-            addressed(
-                ImMsg(
-                    msg_type=MsgType.HISTORY,
-                    code=ErrorCode.OK,
-                    messages=[message(r) for r in rows],
-                    more=more,
-                ),
-                conv,
-            )
-        )
+        return HistoryPage(conv, newest_first.rows[::-1], more)
 
     async def sync(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 11: everything after the client's positions, a page at a time."""
         assert session.user_id is not None
         limit = page_size(msg.limit)
-        budget, per_read = self._bounds(session)
+        budget, per_read = self._bounds(session.outlet.limit)
         session.hold()
         try:
             async with self._engine.connect() as conn:

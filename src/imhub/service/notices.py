@@ -1,4 +1,8 @@
-"""Notices from business backends (HTTP) and from users: stored, then pushed once per target."""
+"""Notices from business backends (HTTP) and from users: stored, then pushed once per target.
+
+A backend names the targets, or a group (its members when the notice is stored), or everyone
+online (those online at the notice's point in the write stream: nobody offline gets it later).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Callable
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import BodyType, ImMsg, MsgType
+from imhub.service.conversations import Membership
 from imhub.service.delivery import notice_message
 from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage.notices import NoticeIn, StoredNotice, StoreNotices
@@ -18,11 +23,16 @@ MAX_TARGETS = 10_000
 
 class NoticeService:
     def __init__(
-        self, writer: BatchWriter, registry: SessionRegistry, clock_ms: Callable[[], int]
+        self,
+        writer: BatchWriter,
+        registry: SessionRegistry,
+        clock_ms: Callable[[], int],
+        membership: Membership,
     ) -> None:
         self._writer = writer
         self._registry = registry
         self._clock_ms = clock_ms
+        self._membership = membership
         self._store = StoreNotices(registry.online)
 
     async def notify(
@@ -32,7 +42,28 @@ class NoticeService:
         targets = tuple(dict.fromkeys(to_user_ids))
         if not targets or len(targets) > MAX_TARGETS:
             raise ImError(ErrorCode.BAD_REQUEST, f"give 1 to {MAX_TARGETS} target users")
-        item = NoticeIn(from_user_id, body_type, body, self._clock_ms(), targets)
+        return await self._submit(
+            NoticeIn(from_user_id, body_type, body, self._clock_ms(), targets)
+        )
+
+    async def to_team(
+        self, team_id: int, from_user_id: int, body_type: int, body: str
+    ) -> StoredNotice:
+        """A notice to every member of a group (404: no such group)."""
+        members = await self._membership.members(team_id)
+        targets = tuple(sorted(members))
+        item = NoticeIn(from_user_id, body_type, body, self._clock_ms(), targets, strict=False)
+        return await self._submit(item)
+
+    async def to_online(self, from_user_id: int, body_type: int, body: str) -> StoredNotice:
+        """A notice to every user online (it waits for nobody)."""
+        targets = tuple(sorted(self._registry.user_ids()))
+        item = NoticeIn(
+            from_user_id, body_type, body, self._clock_ms(), targets, strict=False, online_only=True
+        )
+        return await self._submit(item)
+
+    async def _submit(self, item: NoticeIn) -> StoredNotice:
         fut: asyncio.Future[StoredNotice | ImError] = asyncio.get_running_loop().create_future()
 
         def stored(result: StoredNotice | ImError) -> None:

@@ -277,6 +277,10 @@ class SessionRegistry:
     def online(self, user_id: int) -> bool:
         return user_id in self._by_user
 
+    def user_ids(self) -> Collection[int]:
+        """Users with at least one registered connection (some may be closing)."""
+        return self._by_user.keys()
+
     def viewers(self, conv: int) -> Collection[int]:
         """Users with a connection showing ``conv``."""
         return self._viewers.get(conv, {}).keys()
