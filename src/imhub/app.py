@@ -11,8 +11,13 @@ import time
 from imhub.config import Config
 from imhub.gateway.server import Gateway
 from imhub.http.api import HttpApi
+from imhub.http.docs import ApiDocs
+from imhub.http.inbox import InboxRoutes
+from imhub.http.messaging import MessagingRoutes
 from imhub.http.ops import Ops
 from imhub.http.routes import Router
+from imhub.http.teams import TeamRoutes
+from imhub.http.users import UserRoutes
 from imhub.http.web import web_routes
 from imhub.protocol.messages import MsgType
 from imhub.service.auth import TokenAuthority
@@ -21,11 +26,15 @@ from imhub.service.conversations import Membership
 from imhub.service.delivery import Delivery
 from imhub.service.dispatch import Dispatcher, Handler
 from imhub.service.history import HistoryService
+from imhub.service.inbox import InboxService
 from imhub.service.login import LoginService
 from imhub.service.notices import NoticeService
+from imhub.service.presence import PresenceService
 from imhub.service.reads import ReadService
 from imhub.service.sessions import SessionRegistry
+from imhub.service.system import SystemMessageService
 from imhub.service.teams import TeamService
+from imhub.service.users import UserService
 from imhub.storage.chats import EnsurePairs, Pairs
 from imhub.storage.conversations import Sequences
 from imhub.storage.database import Checkpointer, create_engine
@@ -34,8 +43,9 @@ from imhub.storage.migrate import pending_migrations
 from imhub.storage.notices import ClaimOnLogin
 from imhub.storage.reads import MoveReads
 from imhub.storage.staged import Transaction
+from imhub.storage.system import StoreSystemMessages
 from imhub.storage.teams import ApplyTeamOps, Teams
-from imhub.storage.users import KnownUsers
+from imhub.storage.users import DeleteUsers, KnownUsers
 from imhub.storage.writer import BatchWriter
 
 log = logging.getLogger("imhub")
@@ -95,7 +105,15 @@ class App:
             EnsurePairs(pairs),
             clock_ms,
         )
-        self.notices = NoticeService(writer, registry, clock_ms)
+        self.notices = NoticeService(writer, registry, clock_ms, membership)
+        self.users = UserService(engine, writer, registry, self.auth, DeleteUsers(known_users))
+        self.system = SystemMessageService(
+            writer,
+            delivery,
+            StoreSystemMessages(teams, sequences, registry.viewers),
+            self.chat,
+            clock_ms,
+        )
         handlers: dict[MsgType, Handler] = {
             MsgType.HEARTBEAT: self.login.heartbeat,
             MsgType.LOGIN: self.login.login,
@@ -114,9 +132,17 @@ class App:
         }
         for op in range(MsgType.TEAM_CREATE, MsgType.TEAM_INFO + 1):
             handlers[MsgType(op)] = self.teams.handle
-        api = HttpApi(engine, self.auth, self.notices, self.teams)
+        api = HttpApi(
+            UserRoutes(self.users, PresenceService(registry)),
+            InboxRoutes(InboxService(engine, self.history, config.max_outbound)),
+            MessagingRoutes(self.notices, self.system),
+            TeamRoutes(self.teams, membership),
+        )
+        docs = ApiDocs(lambda: self.router.routes)
         ops = Ops(lambda: self.gateway.stats())
-        self.router = Router([*web_routes(), *ops.routes(), *api.routes()], config.api_key)
+        self.router = Router(
+            [*web_routes(), *ops.routes(), *api.routes(), *docs.routes()], config.api_key
+        )
         self.gateway = Gateway(config, Dispatcher(handlers), self.login.closed, self.router.handle)
 
     async def start(self) -> None:

@@ -112,6 +112,9 @@ class Gateway:
 
     async def _route_http(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/ws":
+            refused = _not_a_handshake(request)
+            if refused is not None:
+                return refused
             try:
                 return await serve_websocket(request, self)
             except web.HTTPException as exc:  # not a WebSocket handshake
@@ -176,3 +179,18 @@ class Gateway:
                 elif now - s.last_seen > cfg.idle_timeout:
                     s.error(ErrorCode.TIMEOUT, f"idle for over {cfg.idle_timeout:g} s")
                     s.close()
+
+
+def _not_a_handshake(request: web.BaseRequest) -> web.StreamResponse | None:
+    """The answer to a request on ``/ws`` that is no WebSocket handshake at all: another method
+    (405), or a GET without ``Upgrade: websocket`` (426, which says to upgrade). A handshake
+    that is wrong in its details is aiohttp's to refuse (400)."""
+    if request.method != "GET":
+        response = error_response(405, "/ws takes GET, as a WebSocket handshake")
+        response.headers["Allow"] = "GET"
+        return response
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        response = error_response(426, "/ws is a WebSocket endpoint: send Upgrade: websocket")
+        response.headers["Upgrade"] = "websocket"
+        return response
+    return None

@@ -41,6 +41,9 @@ class Route:
     api_key: bool = True  # needs the API key
     tag: str = "api"
     errors: tuple[int, ...] = ()  # statuses it may answer besides 400/401/500
+    params: type[Any] | None = None  # a struct of the path parameters (default: strings)
+    description: str = ""  # more than the summary, for the documentation (Markdown)
+    media: str = "application/json"  # the content type of a successful answer
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -63,16 +66,16 @@ class Router:
         route = self._exact.get((method, path))
         if route is not None:
             return route, {}
-        known = False
+        allowed: list[str] = []
         for route in self.routes:
             m = route.pattern.match(path)
             if m is None:
                 continue
             if route.method == method:
                 return route, m.groupdict()
-            known = True
-        if known:
-            raise web.HTTPMethodNotAllowed(method, [])
+            allowed.append(route.method)
+        if allowed:
+            raise web.HTTPMethodNotAllowed(method, allowed)
         raise ImError(ErrorCode.NOT_FOUND, f"no route {path}")
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -84,7 +87,10 @@ class Router:
         except ImError as exc:
             return error_response(exc.code, exc.reason)
         except web.HTTPException as exc:
-            return error_response(exc.status, exc.reason)
+            response = error_response(exc.status, exc.reason)
+            if "Allow" in exc.headers:  # a 405 says which methods the path has
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         except Exception:  # a bug: the caller still gets JSON, the log gets the traceback
             log.exception("%s %s failed", request.method, request.path)
             return error_response(ErrorCode.INTERNAL, "internal error")
