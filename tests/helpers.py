@@ -255,6 +255,18 @@ class ServerProcess:
         ):
             return resp.status, await resp.json()
 
+    async def call(
+        self, method: str, path: str, body: Any = None, api_key: str | None = API_KEY
+    ) -> tuple[int, Any]:
+        """Any HTTP API request: the status and the JSON answer (None when it has no body)."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.url + path, json=body, headers=headers) as resp,
+        ):
+            data = await resp.read()
+            return resp.status, json.loads(data) if data else None
+
     async def add_user(self, name: str = "user") -> int:
         status, body = await self.post("/api/v1/users", {"username": name[:20]})
         assert status == 201, body
