@@ -5,7 +5,8 @@ Schemas come from ``msgspec.json.schema_components`` (JSON Schema 2020-12, which
 uses as it is). Path and query parameters are the properties of a route's ``params`` and
 ``query`` structs. Every route documents the errors it may answer, each an ``ErrorBody``:
 400 for input it cannot read, 401 without the API key, 408 and 413 for a body too slow or
-too large, 500 for a failure of ours, and those the route declares (404, 403, 409).
+too large, 500 for a failure of ours, 503 while the server stops, and those the route
+declares (404, 403, 409).
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 def error_statuses(route: Route) -> list[int]:
     statuses = {400, 500, *route.errors}
-    if route.api_key:
-        statuses.add(401)
+    if route.api_key:  # the API's routes: the key, and a server that is stopping
+        statuses |= {401, 503}
     if route.body is not None:
         statuses |= {408, 413}
     return sorted(statuses)

@@ -23,6 +23,7 @@ user_t = users_table
 
 _COLUMNS = (user_t.c.user_id, user_t.c.username, user_t.c.mobile, user_t.c.head_img)
 _LIVE = user_t.c.delete_flag == False  # noqa: E712 - SQL expression
+CHUNK = 5_000
 
 
 @dataclass(slots=True, frozen=True)
@@ -84,12 +85,16 @@ async def update_user(engine: AsyncEngine, user_id: int, changes: dict[str, str]
 
 async def existing_users(conn: AsyncConnection, user_ids: set[int]) -> set[int]:
     """The ids among ``user_ids`` that belong to users who exist and are not deleted."""
-    if not user_ids:
-        return set()
-    found = await conn.execute(
-        select(user_t.c.user_id).where(user_t.c.user_id.in_(user_ids), _LIVE)
-    )
-    return set(found.scalars())
+    found: set[int] = set()
+    ids = sorted(user_ids)
+    # A few thousand at a time: a notice to everyone online may name more users than a
+    # statement may have parameters (32,766 on SQLite).
+    for start in range(0, len(ids), CHUNK):
+        rows = await conn.execute(
+            select(user_t.c.user_id).where(user_t.c.user_id.in_(ids[start : start + CHUNK]), _LIVE)
+        )
+        found.update(rows.scalars())
+    return found
 
 
 class KnownUsers:
