@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from imhub.client.store import StateFile
+from imhub.client import ImClient, StateFileError
 from tests.client.conftest import App
 from tests.helpers import TIMEOUT, ServerProcess
 from tests.proxy import Proxy
@@ -183,8 +184,29 @@ async def test_a_send_is_saved_before_send_chat_gives_up_control(
     sending = asyncio.create_task(a.client.send_chat(to_user=bob, body="x", msg_id_client="kept"))
     await asyncio.sleep(0)  # one turn of the loop: the call has run up to its first wait
     assert not sending.done()
-    assert [p["msgIdClient"] for p in StateFile(state).load().outbox] == ["kept"]
+    with sqlite3.connect(state) as saved:  # read beside the client that holds it
+        assert saved.execute("select msg_id_client from outbox").fetchall() == [("kept",)]
     proxy.flow()
     sent = await asyncio.wait_for(sending, TIMEOUT)
     assert sent.msg_id_client == "kept"
     await proxy.close()
+
+
+async def test_a_state_file_is_one_clients_and_must_be_one(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Two clients on one state file would hand over and resend each other's messages; a file
+    that is not a state file would be overwritten. Both are refused when the client is made."""
+    state = tmp_path / "alice.imhub"
+    first = ImClient(f"tcp://127.0.0.1:{server.port}", "token", state_file=str(state))
+    with pytest.raises(StateFileError, match="in use by another client"):
+        ImClient(f"tcp://127.0.0.1:{server.port}", "token", state_file=str(state))
+    await first.close()
+    second = ImClient(f"tcp://127.0.0.1:{server.port}", "token", state_file=str(state))
+    await second.close()  # the first one's close let it go
+
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("not a state file")
+    with pytest.raises(StateFileError, match="not an imhub state file"):
+        ImClient(f"tcp://127.0.0.1:{server.port}", "token", state_file=str(foreign))
+    assert foreign.read_text() == "not a state file"

@@ -16,6 +16,7 @@ from imhub.client.events import (
     State,
     StateChanged,
 )
+from imhub.client.store import StateFileError
 from imhub.protocol.messages import MsgType
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "Sent",
     "State",
     "StateChanged",
+    "StateFileError",
     "shared",
 ]

@@ -14,7 +14,9 @@ earlier versions is read once and converted.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +56,40 @@ class Changes:
         return bool(self.outbox_put)
 
 
+class StateFileError(Exception):
+    """The state file cannot be used: it is not an imhub state file, or another client holds
+    it (one file per client: two would hand over and resend each other's messages)."""
+
+
 class StateFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._lock: int | None = None
 
     def load(self) -> Saved:
+        """What was saved; takes the file for this client until ``close``. Raises
+        ``StateFileError``."""
+        self._take()
+        try:
+            return self._load()
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+            self.close()
+            raise StateFileError(f"{self.path} is not an imhub state file ({exc})") from None
+
+    def _take(self) -> None:
+        if self._lock is not None or str(self.path) == ":memory:":
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateFileError(f"{self.path} is in use by another client") from None
+        self._lock = fd
+
+    def _load(self) -> Saved:
         legacy = self._legacy()
         db = self._open()
         if legacy is not None:
@@ -101,6 +131,9 @@ class StateFile:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     def _open(self) -> sqlite3.Connection:
         if self._db is None:
