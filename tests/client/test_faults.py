@@ -318,3 +318,39 @@ async def test_a_refused_conversation_does_not_close_the_client(
     assert 10**12 not in app.client._core.inbox.order.cursors
     await proxy.close()
     assert owner
+
+
+@pytest.mark.parametrize("away", [False, True])
+async def test_a_member_added_again_gets_nothing_said_while_out(
+    server: ServerProcess, make_app: Callable[..., App], tmp_path: Path, away: bool
+) -> None:
+    """Found by an outside chaos run: a member removed and later added again was handed, by
+    the sync that filled the gap, everything said while they were out (hundreds of messages).
+    The membership begins at the add event; the client moves past the gap and goes on."""
+    owner, o = await server.online("owner")
+    member = await server.add_user("member")
+    state = str(tmp_path / "member.imhub")
+    app = make_app(f"tcp://127.0.0.1:{server.port}", server.token(member), state_file=state)
+    await app.client.start()
+    others = [member, await server.add_user()]  # with one member it would be a chat
+    await o.send({"msgType": 16, "teamName": "crew", "memberIds": others})
+    team = (await o.expect(16))["teamId"]
+    await app.until(lambda: any(isinstance(e, GroupChanged) for e in app.events))
+    if away:
+        await app.client.close()
+    await o.send({"msgType": 18, "teamId": team, "memberIds": [member]})
+    assert (await o.expect(18))["code"] == 0
+    for i in range(3):
+        await o.chat_team(team, f"out{i}", f"out {i}")
+    await o.send({"msgType": 17, "teamId": team, "memberIds": [member]})
+    assert (await o.expect(17))["code"] == 0
+    await o.chat_team(team, "back", "back")
+    if away:
+        app = make_app(f"tcp://127.0.0.1:{server.port}", server.token(member), state_file=state)
+        await app.client.start()
+    await app.until(lambda: [m.body for m in app.messages] == ["back"])
+    await o.chat_team(team, "later", "later")
+    await app.until(lambda: len(app.messages) == 2)
+    assert [m.body for m in app.messages] == ["back", "later"]
+    assert app.client.state is State.ONLINE
+    assert owner

@@ -130,3 +130,25 @@ async def test_a_change_that_changes_nothing_stores_nothing(server: ServerProces
     assert server.count("select count(*) from team_msg where team_id = ?", team) == stored
     assert await b.expect(16)  # the creation, and nothing after it
     assert await b.silent()
+
+
+async def test_a_member_added_again_is_not_synced_what_was_said_while_out(
+    server: ServerProcess,
+) -> None:
+    """Found by an outside chaos run: a member removed and later added again was sent, by a
+    sync from before the removal, everything said while they were out. A membership begins at
+    its add event: the sync starts there, and the conversation list says where (joinSeq)."""
+    alice, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    team = await group_of(a, [bob, await server.add_user("carol")])  # one member: a chat
+    removed = await ask(a, {"msgType": 18, "teamId": team, "memberIds": [bob]}, 18)
+    for i in range(3):
+        await a.chat_team(team, f"out{i}", "not for bob")
+    added = await ask(a, {"msgType": 17, "teamId": team, "memberIds": [bob]}, 17)
+    after = await a.chat_team(team, "back", "for bob again")
+
+    page = await ask(b, {"msgType": 11, "convs": [{"teamId": team, "seq": removed["seq"]}]}, 11)
+    assert [m["seq"] for m in page["messages"]] == [added["seq"], after["seq"]]
+    (group,) = [c for c in page["convs"] if c.get("teamId") == team]
+    assert group["joinSeq"] == added["seq"]
+    assert alice

@@ -116,6 +116,10 @@ class Inbox:
             return False
         states = page.convs or []
         self.know((conv_key(c.chat_id, c.team_id), c.last_seq or 0) for c in states)
+        for c in states:  # a membership that began later: what came before is not new
+            if c.join_seq:
+                conv = conv_key(c.chat_id, c.team_id)
+                self._steps(conv, self.order.skip(conv, c.join_seq - 1))
         self.queue(Conversations([to_dict(c) for c in states]))
         return True
 

@@ -85,6 +85,15 @@ class Ordering(Generic[T]):
                 out.append((conv, [(start, None), *self._drain(conv)]))
         return out
 
+    def skip(self, conv: int, seq: int) -> list[Step[T]]:
+        """Nothing at or below ``seq`` is to be handed over (a group membership that began
+        after it): a cursor behind it moves there, releasing what waits behind it."""
+        cursor = self.cursors.get(conv)
+        if cursor is None or cursor >= seq:
+            return []
+        self.cursors[conv] = seq
+        return [(seq, None), *self._drain(conv)]
+
     def _first(self, conv: int, seq: int) -> int:
         """Where a conversation starts: at ``seq``, the server's start, or earlier at the
         first live message waiting for it. (The server may start after messages this client

@@ -97,6 +97,9 @@ class Conv(msgspec.Struct, omit_defaults=True, rename="camel"):
     peer_read_seq: Id | None = None
     unread: SmallInt | None = None
     left: bool | None = None  # a group you are no longer in: lastSeq is the event that ended it
+    # A group: the event that began your (last) membership. Sync delivers nothing before it: a
+    # member removed and added again gets nothing said while they were out.
+    join_seq: Id | None = None
 
 
 class ImMsg(msgspec.Struct, omit_defaults=True, rename="camel"):

@@ -163,7 +163,10 @@ class HistoryService:
                 page = _Page(budget)
                 more = False
                 for conv in sorted(wanted, key=abs):
-                    after, upto = wanted[conv], mine[conv].last_seq
+                    # Nothing before the membership began (a member added again is not sent
+                    # what was said while they were out; it is history, not new).
+                    start = max(0, mine[conv].join_seq - 1)
+                    after, upto = max(wanted[conv], start), mine[conv].last_seq
                     while after < upto and not more:
                         if len(page.rows) >= limit:
                             more = True  # the page is full and this conversation goes on

@@ -53,6 +53,7 @@ def conv_list(states: list[ConvState]) -> list[Conv]:
             peer_read_seq=s.peer_read_seq if s.chat_id else None,
             unread=s.unread,
             left=s.left or None,
+            join_seq=s.join_seq or None,
         )
         for s in states
     ]

@@ -47,6 +47,8 @@ class ConvState:
     # A group the user is no longer a member of (removed, left, dissolved): ``last_seq`` is
     # the event that ended the membership, the last message they may see.
     left: bool = False
+    # A group: the event that began the (last) membership; nothing before it is new to them.
+    join_seq: int = 0
 
 
 def _person_side(me: Any, peer: Any, my_read: Any, peer_read: Any) -> Select[Any]:
@@ -88,6 +90,7 @@ def _teams_of_users() -> Select[Any]:
             c.c.to_read_seq,
             func.count(tm.c.team_msg_id),
             c.c.delete_flag,
+            c.c.join_seq,
         )
         .select_from(
             c.join(t, t.c.team_id == c.c.team_id).outerjoin(
@@ -118,6 +121,7 @@ def _teams_of_users() -> Select[Any]:
             c.c.to_read_seq,
             c.c.delete_flag,
             c.c.leave_seq,
+            c.c.join_seq,
         )
         .order_by(t.c.team_id)
     )
@@ -144,8 +148,8 @@ async def conversations_of(
             found[me].append(ConvState(chat_id, 0, peer_id, "", last, read, peer_seq, n))
     for states in found.values():
         states.sort(key=lambda state: state.chat_id)
-    for me, team_id, name, last, read, n, left in await conn.execute(_TEAMS, users):
-        found[me].append(ConvState(0, team_id, 0, name, last, read, 0, n, bool(left)))
+    for me, team_id, name, last, read, n, left, join in await conn.execute(_TEAMS, users):
+        found[me].append(ConvState(0, team_id, 0, name, last, read, 0, n, bool(left), join))
     return found
 
 
