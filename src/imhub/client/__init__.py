@@ -2,7 +2,7 @@
 it hands to the application. See docs/client.md."""
 
 from imhub.client.client import ImClient, shared
-from imhub.client.errors import ClientClosed, ClientError, ConnectionLost
+from imhub.client.errors import ClientClosed, ClientError, ConnectionLost, StateFileError
 from imhub.client.events import (
     Conversations,
     Event,
@@ -16,7 +16,6 @@ from imhub.client.events import (
     State,
     StateChanged,
 )
-from imhub.client.store import StateFileError
 from imhub.protocol.messages import MsgType
 
 __all__ = [

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from imhub.client import arguments
 from imhub.client.actions import address
 from imhub.client.core import SessionCore
 from imhub.client.events import Message
 from imhub.client.inbox import message, to_dict
-from imhub.protocol.conversation import conv_key
 from imhub.protocol.messages import ImMsg, MsgType
 
 
@@ -26,14 +26,14 @@ class Calls:
     async def enter(self, *, chat_id: int | None = None, team_id: int | None = None) -> int:
         """Show a conversation: its messages arrive as chat and are read; returns the read
         position. Re-entered automatically after a reconnect."""
-        conv = conv_key(chat_id, team_id)
+        conv = arguments.conversation(chat_id, team_id)
         answer = await self.request({"msgType": MsgType.CHAT_ENTER, **address(conv)})
         self._core.entered_at(conv, answer.seq or 0)
         self._pump()
         return answer.seq or 0
 
     async def quit(self, *, chat_id: int | None = None, team_id: int | None = None) -> None:
-        conv = conv_key(chat_id, team_id)
+        conv = arguments.conversation(chat_id, team_id)
         self._core.set_entered(conv, False)
         self._pump()
         await self.request({"msgType": MsgType.CHAT_QUIT, **address(conv)})
@@ -43,7 +43,11 @@ class Calls:
     ) -> int:
         """Mark read up to ``seq``; returns the read position."""
         answer = await self.request(
-            {"msgType": MsgType.READ, "seq": seq, **address(conv_key(chat_id, team_id))}
+            {
+                "msgType": MsgType.READ,
+                "seq": arguments.whole("seq", seq),
+                **address(arguments.conversation(chat_id, team_id)),
+            }
         )
         return answer.seq or 0
 
@@ -51,8 +55,10 @@ class Calls:
         self, seq: int, *, chat_id: int | None = None, team_id: int | None = None
     ) -> int:
         """Recall your message ``seq``; returns the recall's own position."""
-        conv = conv_key(chat_id, team_id)
-        answer = await self.request({"msgType": MsgType.RECALL, "seq": seq, **address(conv)})
+        conv = arguments.conversation(chat_id, team_id)
+        answer = await self.request(
+            {"msgType": MsgType.RECALL, "seq": arguments.whole("seq", seq), **address(conv)}
+        )
         self._core.silent(conv, answer.seq or 0)
         self._pump()
         return answer.seq or 0
@@ -68,11 +74,11 @@ class Calls:
         """A page of older messages (oldest first) and whether there are more before it."""
         request: dict[str, Any] = {
             "msgType": MsgType.HISTORY,
-            "limit": limit,
-            **address(conv_key(chat_id, team_id)),
+            "limit": arguments.limit(limit),
+            **address(arguments.conversation(chat_id, team_id)),
         }
         if before_seq is not None:
-            request["beforeSeq"] = before_seq
+            request["beforeSeq"] = arguments.whole("before_seq", before_seq)
         answer = await self.request(request)
         messages = [message(m, False) for m in answer.messages or () if m.msg_type == MsgType.CHAT]
         return messages, bool(answer.more)
@@ -92,9 +98,9 @@ class Calls:
         answer = await self.request(
             {
                 "msgType": MsgType.RECEIPTS,
-                "seq": seq,
+                "seq": arguments.whole("seq", seq),
                 "withReaders": True,
-                **address(conv_key(chat_id, team_id)),
+                **address(arguments.conversation(chat_id, team_id)),
             }
         )
         return answer.read_num or 0, list(answer.reader_ids or ())

@@ -20,12 +20,12 @@ import contextlib
 import inspect
 import logging
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+from imhub.client import arguments
 from imhub.client.actions import Fail, Hand, Options, Resolve, Write
 from imhub.client.backoff import backoff
 from imhub.client.calls import Calls
@@ -36,7 +36,7 @@ from imhub.client.handover import Handover
 from imhub.client.link import Link, open_link
 from imhub.client.store import Saved, StateFile
 from imhub.protocol import codec
-from imhub.protocol.messages import ClientType, ImMsg, MsgType
+from imhub.protocol.messages import ClientType, ImMsg
 
 log = logging.getLogger("imhub.client")
 
@@ -322,23 +322,15 @@ class ImClient(Calls):
         msg_id_client: str | None = None,
     ) -> Sent:
         """Send a message to a user or a group; returns once the server has stored it (or
-        raises ``ClientError`` for a refusal, ``ClientClosed`` if the client closes first).
-        With a state file the message is saved before this call first gives up control.
-        Survives reconnects: an unanswered message is resent with the same id."""
+        raises ``ClientError`` for a refusal, ``ClientClosed`` if the client closes first,
+        ``ValueError`` for a malformed call). With a state file the message is saved before
+        this call first gives up control. Survives reconnects: an unanswered message is resent
+        with the same id. It has no deadline of its own: wrap it in ``asyncio.timeout`` for
+        one (the message stays in the outbox and is still sent)."""
         if self._closed():
             raise ClientClosed(self.closed_reason)
-        if (to_user is None) == (team is None):
-            raise ValueError("give exactly one of to_user and team")
-        mid = msg_id_client or uuid.uuid4().hex
-        payload: dict[str, Any] = {
-            "msgType": MsgType.CHAT,
-            "msgIdClient": mid,
-            "bodyType": body_type,
-            "body": body,
-        }
-        payload.update({"teamId": team} if team is not None else {"toUserId": to_user})
-        if voice_time:
-            payload["time"] = voice_time
+        payload = arguments.chat(to_user, team, body, body_type, voice_time, msg_id_client)
+        mid = payload["msgIdClient"]
         size = len(codec.encode_json(payload))
         if size > self.max_frame:  # the server would refuse it and close, at every resend
             raise ClientError(
@@ -361,6 +353,7 @@ class ImClient(Calls):
         """Send any protocol request once online and return its answer. Raises
         ``ClientError`` for a refusal, ``ConnectionLost`` if the link drops before the answer,
         ``ClientClosed`` if the client is closed, ``TimeoutError`` after ``request_timeout``."""
+        arguments.request(request)
         await self._until_online()
         rid = self._core.call(request, self._now())
         return await self._answer(rid)

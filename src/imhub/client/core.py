@@ -136,10 +136,12 @@ class SessionCore:
         t, rid = msg.msg_type, msg.msg_id_client
         if t == MsgType.HEARTBEAT:
             self._heartbeat.answered(now)
+        if rid is not None and rid in self._calls:  # whatever it asked (a heartbeat too)
+            self._settle_call(rid, msg)
+        elif t == MsgType.HEARTBEAT:
+            pass
         elif t == MsgType.CHAT_ANSWER:
             self._answered(msg)
-        elif rid is not None and rid in self._calls:
-            self._settle_call(rid, msg)
         elif t == MsgType.ERROR:
             if rid is not None and rid in self.outbox.entries:
                 self._refused(rid, msg)

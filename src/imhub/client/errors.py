@@ -20,6 +20,14 @@ class ClientClosed(ClientError):
         super().__init__(0, reason)
 
 
+class StateFileError(ClientError):
+    """The state file cannot be used: it is not an imhub state file, or another client holds
+    it (one file per client: two would hand over and resend each other's messages)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(0, reason)
+
+
 class ConnectionLost(ClientError):
     """The connection dropped before the answer came: the request may or may not have been
     applied. The client reconnects by itself; ask again once it is online."""

@@ -26,10 +26,13 @@ class Outbox:
 
     def add(self, payload: dict[str, Any]) -> Pending | None:
         """A new entry, awaited; ``None`` if the id is already waiting (it is the same
-        message: now it is awaited too)."""
+        message: now it is awaited too). Raises ``ValueError`` if the id is waiting as a
+        different message (the server would answer the second with the first's result)."""
         mid = str(payload["msgIdClient"])
         earlier = self.entries.get(mid)
         if earlier is not None:
+            if earlier.payload != payload:
+                raise ValueError(f"msg_id_client {mid!r} is waiting as a different message")
             earlier.awaited = True
             return None
         pending = self.entries[mid] = Pending(payload, True)

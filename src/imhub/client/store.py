@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imhub.client.errors import StateFileError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cursor (conv INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -56,11 +58,6 @@ class Changes:
         return bool(self.outbox_put)
 
 
-class StateFileError(Exception):
-    """The state file cannot be used: it is not an imhub state file, or another client holds
-    it (one file per client: two would hand over and resend each other's messages)."""
-
-
 class StateFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -73,7 +70,7 @@ class StateFile:
         self._take()
         try:
             return self._load()
-        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.close()
             raise StateFileError(f"{self.path} is not an imhub state file ({exc})") from None
 
@@ -139,6 +136,10 @@ class StateFile:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and not {"cursor", "outbox", "entered"} <= tables:
+                db.close()
+                raise ValueError(f"it holds other tables: {', '.join(sorted(tables))}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
@@ -151,9 +152,12 @@ class StateFile:
         if not self.path.exists() or self.path.read_bytes()[:1] != b"{":
             return None
         raw = json.loads(self.path.read_text())
-        self.path.unlink()
-        return Saved(
+        saved = Saved(
             cursors={int(k): int(v) for k, v in raw.get("cursors", {}).items()},
-            outbox=list(raw.get("outbox", [])),
+            outbox=[dict(p) for p in raw.get("outbox", [])],
             entered=[int(c) for c in raw.get("entered", [])],
         )
+        for payload in saved.outbox:
+            str(payload["msgIdClient"])  # each one names its message
+        self.path.unlink()  # read whole: the database takes its place
+        return saved
