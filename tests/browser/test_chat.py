@@ -58,6 +58,34 @@ async def test_two_pages_chat_with_unread_badge_and_read_mark(
     assert shot.stat().st_size > 10_000
 
 
+async def test_switching_chats_quits_the_one_left(
+    server: ServerProcess, open_page: OpenPage, make_client: MakeClient
+) -> None:
+    """The chat shown is entered on the server (its messages are read at once); the one left
+    is quit, so what arrives there counts as unread again."""
+    mo_id, ned_id, oz_id = [await server.add_user(n) for n in ("mo", "ned", "oz")]
+    mo = await open_page(server, mo_id)
+    ned, oz = await make_client(server, ned_id), await make_client(server, oz_id)
+    ned_chat = (await ned.client.send_chat(to_user=mo_id, body="from ned")).chat_id
+    oz_chat = (await oz.client.send_chat(to_user=mo_id, body="from oz")).chat_id
+    ned_row, oz_row = mo.conv(f"c{ned_chat}"), mo.conv(f"c{oz_chat}")
+    await ned_row.click()
+    await expect(ned_row.locator(".badge")).to_be_hidden()
+    await ned.client.send_chat(to_user=mo_id, body="while shown")
+    await expect(mo.texts()).to_have_text(["from ned", "while shown"])
+    await expect(ned_row.locator(".badge")).to_be_hidden()  # read at once
+
+    await oz_row.click()
+    await expect(mo.texts()).to_have_text(["from oz"])
+    await ned.client.send_chat(to_user=mo_id, body="after mo left")
+    await expect(ned_row.locator(".badge")).to_have_text("1")
+    phone = await make_client(server, mo_id)  # the server agrees: the chat is not shown
+    assert {"chatId": ned_chat, "peerUserId": ned_id, "count": 1} in await phone.client.unread()
+    await ned_row.click()
+    await expect(mo.texts()).to_have_text(["from ned", "while shown", "after mo left"])
+    await expect(ned_row.locator(".badge")).to_be_hidden()
+
+
 async def test_a_page_chats_with_the_python_client(
     server: ServerProcess, open_page: OpenPage, make_client: MakeClient
 ) -> None:
