@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/imhub migrate
+	$(BIN)/imhub demo
 	exec $(BIN)/imhub serve
 
 lint: $(STAMP)

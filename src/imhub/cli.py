@@ -156,6 +156,15 @@ def token(config: Config, user_id: int, ttl: int) -> None:
 
 
 @main.command()
+@config_options
+def demo(config: Config) -> None:
+    """Create two demo users if the database has none; print a browser link for the first two."""
+    from imhub.demo import demo_users, report
+
+    click.echo(report(config, *asyncio.run(demo_users(config))))
+
+
+@main.command()
 @click.option(
     "--server",
     default="tcp://127.0.0.1:9000",
