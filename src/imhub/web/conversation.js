@@ -56,6 +56,15 @@ export class Conversation {
     return this.#drain();
   }
 
+  /** Nothing at or below `seq` is new (a group membership that began after it: a member
+   * removed and added again is not sent what was said while out): a cursor behind it moves
+   * there, releasing what waits. */
+  skipTo(seq) {
+    if (!this.started || this.cursor >= seq) return [];
+    this.cursor = seq;
+    return this.#drain();
+  }
+
   /** Older items from a history page (oldest first, every seq below `low`). */
   older(messages, more) {
     for (const m of [...messages].reverse()) {

@@ -63,6 +63,7 @@ export class Inbox {
       if ((s.lastSeq ?? 0) > conv.lastSeq) conv.lastSeq = s.lastSeq;
       conv.read(s.readSeq ?? 0, s.peerReadSeq ?? 0);
       this.#effects(conv, conv.startAfter(s.lastSeq ?? 0));
+      if (s.joinSeq) this.#effects(conv, conv.skipTo(s.joinSeq - 1));
       conv.version++;
     }
   }
