@@ -158,3 +158,15 @@ async def test_a_deliberate_close_is_not_reported_as_a_lost_connection(
         await a.client.close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert MsgType is imhub.client.MsgType  # the docs' group() example imports it from there
+
+
+async def test_a_deleted_user_is_told_why(
+    server: ServerProcess, make_app: Callable[..., App]
+) -> None:
+    """The client closes with the server's reason (it said "token expired" for any 401)."""
+    user = await server.add_user("gone")
+    app = make_app(f"tcp://127.0.0.1:{server.port}", server.token(user))
+    await app.client.start()
+    assert (await server.call("DELETE", f"/api/v1/users/{user}"))[0] == 204
+    await app.until(lambda: app.client.state is State.CLOSED)
+    assert app.client.closed_reason == "user deleted"

@@ -72,7 +72,7 @@ class SessionCore:
         self._resend_at: float | None = None
         self._entering: set[str] = set()
         self._gap_sync = False
-        self._expired = False
+        self._expired = ""  # the session was ended by the server: why (token expired, …)
         self._leaving = False
 
     # -- the driver's side -----------------------------------------------------------------
@@ -115,7 +115,7 @@ class SessionCore:
         self._conn += 1
         self.phase = Phase.LOGIN
         self.went_online = False
-        self._expired = False
+        self._expired = ""
         login = {
             "msgType": MsgType.LOGIN,
             "token": token,
@@ -146,8 +146,8 @@ class SessionCore:
             if rid is not None and rid in self.outbox.entries:
                 self._refused(rid, msg)
             elif msg.code == ErrorCode.UNAUTHORIZED:  # about no request: the session is over
-                self._expired = True
-                self._drop("token expired")
+                self._expired = msg.reason or "session ended"  # token expired, user deleted
+                self._drop(self._expired)
             else:
                 log.warning("server error %s: %s", msg.code, msg.reason)
         else:
@@ -169,10 +169,11 @@ class SessionCore:
         if self.state is State.CLOSED:
             return
         if self._expired and not self.o.renewable:
-            self.close("token expired (pass a callable to renew it)")
+            renew = " (pass a callable to renew it)" if "expired" in self._expired else ""
+            self.close(f"{self._expired}{renew}")
             return
         if self._expired:
-            log.info("token expired: logging in again with a fresh one")
+            log.info("%s: logging in again with a fresh token", self._expired)
             self.retry_at_once = self.went_online  # at once, unless it never got online
         elif not self._leaving:
             log.warning("connection lost: %s", reason)

@@ -116,7 +116,8 @@ class PresencePage(Struct):
 
 
 class NoticeRequest(Struct):
-    to_user_ids: list[Id]
+    # 1 to 10,000 entries as sent (service.notices.MAX_TARGETS), repeats included.
+    to_user_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=10_000)]
     body: str
     body_type: SmallInt = BodyType.NOTIFICATION
     from_user_id: Id = 0

@@ -62,7 +62,10 @@ class Router:
 
     def find(self, method: str, path: str) -> tuple[Route, Params]:
         """The route for ``method path`` and its path parameters; raises ``ImError`` 404 or
-        405 (``web.HTTPMethodNotAllowed``)."""
+        405 (``web.HTTPMethodNotAllowed``). HEAD is GET without the body (RFC 9110, 9.3.2:
+        aiohttp leaves the body out)."""
+        if method == "HEAD":
+            method = "GET"
         route = self._exact.get((method, path))
         if route is not None:
             return route, {}

@@ -18,7 +18,8 @@ the gateway's once-a-second sweep tells the client (401, "token expired") and cl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -140,7 +141,21 @@ class LoginService:
             if conn is not None:
                 await conn.close()
 
-    def logout(self, session: Session, msg: ImMsg) -> None:
+    def logout(self, session: Session, msg: ImMsg) -> Coroutine[Any, Any, None] | None:
+        """Answer, then close; sends taken before it are answered first (the connection is
+        read no further meanwhile)."""
+        waiting = session.inflight.all_answered() if session.inflight is not None else None
+        if waiting is None:
+            self._logged_out(session)
+            return None
+        return self._logout_after(session, waiting)
+
+    async def _logout_after(self, session: Session, answered: Coroutine[Any, Any, None]) -> None:
+        await answered
+        self._logged_out(session)
+
+    @staticmethod
+    def _logged_out(session: Session) -> None:
         session.reply(ImMsg(msg_type=MsgType.LOGOUT, code=ErrorCode.OK))
         session.close()
 

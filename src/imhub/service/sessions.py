@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 NOTHING_ENTERED: frozenset[int] = frozenset()
 
 
+END_WITHIN = 10.0  # s: how long an ended session waits for the answers to its sends
+
+
 class Outlet(Protocol):
     """The transport side of a session, implemented by the gateway for TCP and WebSocket."""
 
@@ -92,6 +95,7 @@ class Session:
     __slots__ = (
         "client_type",
         "closed",
+        "ending",
         "entered",
         "expires",
         "floor",
@@ -128,6 +132,7 @@ class Session:
         # The msgIdClient of the request being handled, echoed on its answer and errors.
         self.request_id: str | None = None
         self.inflight: InFlight | None = None  # sends not yet answered, made on first send
+        self.ending: asyncio.Task[None] | None = None  # ended, waiting for its answers
 
     def deliver(self, conv: int, seq: int, payload: bytes) -> None:
         """Write a live message of a conversation, once, in sequence order."""
@@ -204,8 +209,29 @@ class Session:
         self.reply(codec.error_msg(code, reason, msg_id_client))
 
     def end(self, code: ErrorCode, reason: str) -> None:
-        """Tell the client why the server ends the session, then close. The error answers
-        no request, so it carries no ``msgIdClient``, whatever is being handled."""
+        """Tell the client why the server ends the session, then close; sends already
+        taken get their answers first (within ``END_WITHIN``), or a client whose message was
+        stored would never learn it. The error answers no request, so it carries no
+        ``msgIdClient``, whatever is being handled."""
+        if self.closed or self.ending is not None:
+            return
+        waiting = self.inflight.all_answered() if self.inflight is not None else None
+        if waiting is None:
+            self._end_now(code, reason)
+        else:
+            self.ending = asyncio.ensure_future(self._end_after(waiting, code, reason))
+
+    async def _end_after(
+        self, answered: Coroutine[Any, Any, None], code: ErrorCode, reason: str
+    ) -> None:
+        try:
+            async with asyncio.timeout(END_WITHIN):
+                await answered
+        except TimeoutError:
+            pass
+        self._end_now(code, reason)
+
+    def _end_now(self, code: ErrorCode, reason: str) -> None:
         if not self.closed:
             self.outlet.send(codec.encode(codec.error_msg(code, reason)))
             self.close()
