@@ -5,7 +5,10 @@ binary message holds one JSON object. Outgoing frames are pre-encoded and writte
 Text messages reach us as bytes (``decode_text=False``): the codec checks their UTF-8 with the
 JSON, so a message that is not valid UTF-8 is refused with a 400 like any other undecodable
 message, and the connection goes on (aiohttp would close it with 1007). It also saves making
-a ``str`` of every message only to parse it."""
+a ``str`` of every message only to parse it.
+
+When the server shuts down, a message taken from aiohttp before the session ended is handled
+and answered; the ones after it are dropped (the client sends them again elsewhere)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from typing import TYPE_CHECKING, cast
 
 from aiohttp import WSMsgType, web
 
+from imhub.gateway.outlet import LINGER_QUIET
+from imhub.metrics import WEBSOCKET
 from imhub.protocol.wsframe import ws_frame_header
 
 if TYPE_CHECKING:
@@ -31,16 +36,37 @@ async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.Str
     await ws.prepare(request)
     transport = cast(asyncio.Transport, request.transport)  # uvloop's is not a subclass
 
+    loop = asyncio.get_running_loop()
+
     def close() -> None:
-        gateway.spawn(ws.close())
+        if not gateway.draining:
+            gateway.spawn(ws.close())
+            return
+
+        # Shutting down: the peer, told to go, closes (aiohttp answers its close frame and
+        # closes the socket) or goes quiet. aiohttp's own close, called while a receive is
+        # waiting, closes the socket without reading the peer's side of the handshake: with
+        # unread input that is a reset, which can destroy the notice before it is read.
+        def linger() -> None:
+            if ws.closed:
+                return
+            quiet = loop.time() - session.last_seen
+            if quiet >= LINGER_QUIET:
+                gateway.spawn(ws.close())
+            else:
+                loop.call_later(LINGER_QUIET - quiet, linger)
+
+        loop.call_later(LINGER_QUIET, linger)
 
     outlet = gateway.outlet(transport, ws_frame_header, close)
     outlet.drain = request.writer.drain  # aiohttp's protocol gets the flow-control calls
-    session = gateway.open_session(outlet)
-    loop = asyncio.get_running_loop()
+    gateway.upgraded(request.protocol)
+    session = gateway.open_session(outlet, WEBSOCKET)
     try:
         async for message in ws:
             session.last_seen = loop.time()
+            if session.closed:  # closed by the server: what comes until the close is dropped
+                continue
             pending = (
                 gateway.receive(session, message.data)
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY)
@@ -50,10 +76,8 @@ async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.Str
             # (its JSON, the decoded login with its token, the finished handler) meanwhile.
             del message
             if pending is not None:
-                await pending
+                await gateway.working(pending)
                 del pending
-            if session.closed:
-                break
     finally:
-        gateway.close_session(session)
+        gateway.close_session(session, WEBSOCKET)
     return ws
