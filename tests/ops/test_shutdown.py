@@ -136,13 +136,12 @@ async def test_sigterm_under_load_answers_what_was_read_and_loses_nothing(
         await p.client.close()
 
 
-async def test_work_that_cannot_finish_is_cut_when_the_grace_period_ends(
-    make_server: Callable[..., LoggedServer],
-) -> None:
-    srv = make_server(shutdown_grace=1, max_outbound=64 * 1024, log_format="json", log_level="INFO")
+async def stuck_login(srv: LoggedServer) -> tuple[Client, TcpClient]:
+    """A reading client, and a login whose backlog (7.5 MB: more than the socket buffers
+    hold) its client never reads: work that cannot finish."""
     _alice, a = await srv.online("alice")
     bob = await srv.add_user("bob")
-    body = "x" * 50_000  # 7.5 MB for bob while he is away: more than the socket buffers hold
+    body = "x" * 50_000
     for i in range(150):
         await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"m{i}", "body": body})
     for _ in range(150):
@@ -153,13 +152,36 @@ async def test_work_that_cannot_finish_is_cut_when_the_grace_period_ends(
     slow = TcpClient(*await asyncio.open_connection(sock=sock))
     await slow.send({"msgType": 1, "token": srv.token(bob)})
     assert (await slow.expect(1))["code"] == 0  # then it reads no more of its backlog
+    return a, slow
 
+
+async def test_work_that_cannot_finish_is_cut_when_the_grace_period_ends(
+    make_server: Callable[..., LoggedServer],
+) -> None:
+    srv = make_server(shutdown_grace=1, max_outbound=64 * 1024, log_format="json", log_level="INFO")
+    a, slow = await stuck_login(srv)
     signalled = time.monotonic()
     srv.proc.send_signal(signal.SIGTERM)
-    notice = await a.expect(8)  # the idle connection is told at once
+    notice = await a.expect(8)  # the reading client is told when the grace period ends
     assert (notice["code"], notice["reason"]) == (503, "server is shutting down")
     line = await srv.wait_for(lambda r: r["msg"].startswith("the grace period ended"))
     assert line["level"] == "WARNING"
     assert await asyncio.to_thread(srv.wait_exit, 10) == 0
     assert 1 <= time.monotonic() - signalled < 5  # it waited for the login, but not longer
     assert await slow.closed()  # cut
+
+
+async def test_a_second_signal_ends_the_grace_period_at_once(
+    make_server: Callable[..., LoggedServer],
+) -> None:
+    srv = make_server(
+        shutdown_grace=60, max_outbound=64 * 1024, log_format="json", log_level="INFO"
+    )
+    _a, slow = await stuck_login(srv)
+    srv.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    await srv.wait_for(lambda r: r["msg"].startswith("shutting down"), 10)
+    srv.proc.send_signal(signal.SIGINT)  # Ctrl-C again
+    assert await asyncio.to_thread(srv.wait_exit, 30) == 0
+    assert time.monotonic() - signalled < 10  # not the 60 s of the grace period
+    assert await slow.closed()

@@ -23,6 +23,7 @@ from imhub.protocol.wsframe import ws_frame_header
 
 if TYPE_CHECKING:
     from imhub.gateway.server import Gateway
+    from imhub.service.sessions import Session
 
 
 async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.StreamResponse:
@@ -36,32 +37,12 @@ async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.Str
     await ws.prepare(request)
     transport = cast(asyncio.Transport, request.transport)  # uvloop's is not a subclass
 
-    loop = asyncio.get_running_loop()
-
-    def close() -> None:
-        if not gateway.draining:
-            gateway.spawn(ws.close())
-            return
-
-        # Shutting down: the peer, told to go, closes (aiohttp answers its close frame and
-        # closes the socket) or goes quiet. aiohttp's own close, called while a receive is
-        # waiting, closes the socket without reading the peer's side of the handshake: with
-        # unread input that is a reset, which can destroy the notice before it is read.
-        def linger() -> None:
-            if ws.closed:
-                return
-            quiet = loop.time() - session.last_seen
-            if quiet >= LINGER_QUIET:
-                gateway.spawn(ws.close())
-            else:
-                loop.call_later(LINGER_QUIET - quiet, linger)
-
-        loop.call_later(LINGER_QUIET, linger)
-
-    outlet = gateway.outlet(transport, ws_frame_header, close)
+    closer = _Closer(gateway, ws)
+    outlet = gateway.outlet(transport, ws_frame_header, closer)
     outlet.drain = request.writer.drain  # aiohttp's protocol gets the flow-control calls
     gateway.upgraded(request.protocol)
-    session = gateway.open_session(outlet, WEBSOCKET)
+    closer.session = session = gateway.open_session(outlet, WEBSOCKET)
+    loop = asyncio.get_running_loop()
     try:
         async for message in ws:
             session.last_seen = loop.time()
@@ -81,3 +62,37 @@ async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.Str
     finally:
         gateway.close_session(session, WEBSOCKET)
     return ws
+
+
+class _Closer:
+    """The outlet's close of a WebSocket connection: aiohttp's close handshake. (An object
+    with slots: a closure and its cells cost a few hundred bytes per connection more.)
+
+    Shutting down, the peer, told to go, closes (aiohttp answers its close frame and closes
+    the socket) or goes quiet for ``LINGER_QUIET``, and only then does the server close:
+    aiohttp's own close, called while a receive is waiting, closes the socket without reading
+    the peer's side of the handshake, and with unread input that is a reset, which can
+    destroy the notice before the peer reads it."""
+
+    __slots__ = ("gateway", "session", "ws")
+
+    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.session: Session | None = None
+
+    def __call__(self) -> None:
+        if self.gateway.draining:
+            asyncio.get_running_loop().call_later(LINGER_QUIET, self._linger)
+        else:
+            self.gateway.spawn(self.ws.close())
+
+    def _linger(self) -> None:
+        if self.ws.closed or self.session is None:
+            return
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self.session.last_seen
+        if quiet >= LINGER_QUIET:
+            self.gateway.spawn(self.ws.close())
+        else:
+            loop.call_later(LINGER_QUIET - quiet, self._linger)
