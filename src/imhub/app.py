@@ -14,12 +14,14 @@ from imhub.http.api import HttpApi
 from imhub.http.docs import ApiDocs
 from imhub.http.inbox import InboxRoutes
 from imhub.http.messaging import MessagingRoutes
-from imhub.http.ops import Ops
+from imhub.http.ops import SHUTTING_DOWN, Ops
 from imhub.http.routes import Router
 from imhub.http.teams import TeamRoutes
 from imhub.http.users import UserRoutes
 from imhub.http.web import web_routes
+from imhub.metrics import Metrics
 from imhub.protocol.messages import MsgType
+from imhub.service.audit import audited
 from imhub.service.auth import TokenAuthority
 from imhub.service.chat import ChatService
 from imhub.service.conversations import Membership
@@ -37,7 +39,7 @@ from imhub.service.teams import TeamService
 from imhub.service.users import UserService
 from imhub.storage.chats import EnsurePairs, Pairs
 from imhub.storage.conversations import Sequences
-from imhub.storage.database import Checkpointer, create_engine
+from imhub.storage.database import Checkpointer, create_engine, ping
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
 from imhub.storage.notices import ClaimOnLogin
@@ -50,6 +52,8 @@ from imhub.storage.writer import BatchWriter
 
 log = logging.getLogger("imhub")
 
+READY_TIMEOUT = 1.0  # seconds the database has to answer a readiness probe
+
 
 def clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -58,14 +62,16 @@ def clock_ms() -> int:
 class App:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.metrics = metrics = Metrics()
         self.engine = engine = create_engine(config.db_url)
         self.checkpointer = Checkpointer(engine)
         # State the writer keeps between batches (caches of what only it changes), kept only
         # from transactions that committed.
         tx = Transaction()
         self.writer = writer = BatchWriter(
-            engine, tx, config.batch_max, self.checkpointer.between_batches
+            engine, tx, config.batch_max, self.checkpointer.between_batches, self._batch_done
         )
+        metrics.write_queue = lambda: writer.queued
         self.registry = registry = SessionRegistry()
         self.auth = TokenAuthority(config.token_secret)
 
@@ -91,6 +97,7 @@ class App:
             clock_ms,
             int(config.recall_window * 1000),
             config.max_inflight,
+            metrics.send_answer_seconds,
         )
         self.reads = ReadService(
             engine, writer, membership, delivery, self.chat, MoveReads(sequences), registry
@@ -116,7 +123,7 @@ class App:
         )
         handlers: dict[MsgType, Handler] = {
             MsgType.HEARTBEAT: self.login.heartbeat,
-            MsgType.LOGIN: self.login.login,
+            MsgType.LOGIN: audited(self.login.login, metrics),
             MsgType.LOGOUT: self.login.logout,
             MsgType.CHAT: self.chat.chat,
             MsgType.CHAT_ENTER: self.reads.chat_enter,
@@ -139,11 +146,23 @@ class App:
             TeamRoutes(self.teams, membership),
         )
         docs = ApiDocs(lambda: self.router.routes)
-        ops = Ops(lambda: self.gateway.stats())
+        ops = Ops(lambda: self.gateway.stats(), self.problem, metrics)
         self.router = Router(
             [*web_routes(), *ops.routes(), *api.routes(), *docs.routes()], config.api_key
         )
-        self.gateway = Gateway(config, Dispatcher(handlers), self.login.closed, self.router.handle)
+        self.gateway = Gateway(
+            config, Dispatcher(handlers), self.login.closed, self.router.handle, metrics
+        )
+
+    def _batch_done(self, writes: int, seconds: float) -> None:
+        self.metrics.batch_size.observe(writes)
+        self.metrics.commit_seconds.observe(seconds)
+
+    async def problem(self) -> str | None:
+        """Why the server should get no traffic now (``/readyz``), or None."""
+        if self.gateway.draining:
+            return SHUTTING_DOWN
+        return await ping(self.engine, READY_TIMEOUT)
 
     async def start(self) -> None:
         if await pending_migrations(self.engine):
@@ -164,14 +183,16 @@ class App:
             ) from None
 
     async def stop(self) -> None:
-        await self.gateway.stop()
+        """Graceful: see ``Gateway.shutdown``; then what the writer has queued is stored."""
+        await self.gateway.shutdown(self.config.shutdown_grace)
         await self.checkpointer.stop()
         await self.writer.close()
         await self.engine.dispose()
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully."""
+    """Run until SIGINT or SIGTERM, then stop gracefully (a second one cuts the grace
+    period short)."""
     app = App(config)
     await app.start()
     # Everything made so far (modules, the engine, the app) lives as long as the process: move
@@ -183,11 +204,17 @@ async def serve(config: Config) -> None:
     )
     print(f"imhub listening on {config.host}:{app.gateway.port}", flush=True)
     stop = asyncio.Event()
+
+    def signalled() -> None:
+        if stop.is_set():
+            app.gateway.hurry()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled)
     try:
         await stop.wait()
     finally:
-        log.info("stopping")
         await app.stop()
+        log.info("stopped")

@@ -1,18 +1,30 @@
-"""The ``imhub`` command: serve, migrate, user add, token. All read the same configuration."""
+"""The ``imhub`` command: serve, migrate, user add, token, config show. All read the same
+configuration: flags > ``IMHUB_*`` variables > the TOML file (``--config``) > defaults."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
-import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from imhub.config import ENV_VARS, Config, with_secrets
+from imhub import logs
+from imhub.config import (
+    CONFIG_VAR,
+    ENV_VARS,
+    FIELDS,
+    SECRET_FIELDS,
+    Config,
+    ConfigError,
+    Loaded,
+    load,
+    shown,
+    with_secrets,
+)
 
 _DEFAULTS = Config()
 _HELP = {
@@ -30,36 +42,58 @@ _HELP = {
     "recall_window": "Seconds during which a sender may recall a message.",
     "max_inflight": "Unanswered sends per connection before it is read no further.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
+    "log_format": "text, or json (one object per line).",
+    "access_log": "Log a line per HTTP request.",
+    "shutdown_grace": "Seconds a SIGTERM may take to finish the work read before it exits.",
 }
 
 
-def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add one flag per ``Config`` field (also read from its ``IMHUB_*`` variable)."""
-    for f in reversed(dataclasses.fields(Config)):
-        default = getattr(_DEFAULTS, f.name)
-        kind: Any = {int: int, float: float}.get(type(default), str)
-        func = click.option(
-            "--" + f.name.replace("_", "-"),
-            f.name,
-            envvar=ENV_VARS[f.name],
-            type=kind,
-            default=str(default) if isinstance(default, Path) else default,
-            show_default=bool(default) and f.name not in ("token_secret", "api_key"),
-            show_envvar=True,
-            help=_HELP[f.name],
-        )(func)
+def _option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The flag of one ``Config`` field. It has no default of its own (absent: None), so that
+    ``config.load`` applies the precedence; its help shows the variable and the default."""
+    default = getattr(_DEFAULTS, name)
+    flag = "--" + name.replace("_", "-")
+    shown_default = "" if name in SECRET_FIELDS or default == "" else f"; default: {default}"
+    help_text = f"{_HELP[name]} [env: {ENV_VARS[name]}{shown_default}]"
+    if isinstance(default, bool):
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+    kind: Any = {int: int, float: float}.get(type(default), str)
+    return click.option(flag, name, type=kind, default=None, help=help_text)
 
+
+def loaded_config(values: dict[str, Any], config_file: str | None) -> Loaded:
+    """The configuration from these flags, the environment and the file; usage errors
+    name the bad value."""
+    path = config_file or os.environ.get(CONFIG_VAR)
+    try:
+        return load(values, os.environ, Path(path) if path else None)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
+
+
+def config_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--config`` (as ``config_file``) and one flag per ``Config`` field."""
+    for name in reversed(FIELDS):
+        func = _option(name)(func)
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"A TOML file of options (key = value). [env: {CONFIG_VAR}]",
+    )(func)
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The configuration flags; the command gets the ``Config`` they make, logging set up."""
+
+    @config_flags
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
-        fields = {f.name for f in dataclasses.fields(Config)}
-        values = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
-        values["data_dir"] = Path(values["data_dir"])
-        config = with_secrets(Config(**values))
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.basicConfig(
-            level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        return func(config, **kwargs)
+        values = {k: kwargs.pop(k) for k in FIELDS}
+        config = loaded_config(values, kwargs.pop("config_file")).config
+        logs.configure(config.log_level, config.log_format)
+        return func(with_secrets(config), **kwargs)
 
     return wrapper
 
@@ -88,6 +122,19 @@ def migrate(config: Config) -> None:
 
     upgrade(config.db_url)
     click.echo(f"database at the newest migration: {config.db_url}")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@config_flags
+def config_show(config_file: str | None, **values: Any) -> None:
+    """Print the effective configuration as TOML, each value with where it came from; the
+    token secret and the API key are masked."""
+    click.echo(shown(loaded_config(values, config_file)))
 
 
 @main.group()

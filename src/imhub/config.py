@@ -1,4 +1,8 @@
-"""One typed configuration, read once from flags and ``IMHUB_*`` variables and shared by all.
+"""One typed configuration, read from a TOML file, ``IMHUB_*`` variables and flags.
+
+Precedence: flags > variables > file > defaults. Every value, whatever its source, is checked
+against its field's type and range here, so a typo in a file or a variable stops the process
+with a message that names it instead of surfacing later as a strange behaviour.
 
 With no token secret or API key configured, both are generated on first start and kept in
 ``<data dir>/secrets.json``, so ``imhub token`` run beside a server mints tokens it accepts.
@@ -6,54 +10,161 @@ With no token secret or API key configured, both are generated on first start an
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import os
 import secrets
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+import msgspec
 
 SECRETS_FILE = "secrets.json"
+CONFIG_VAR = "IMHUB_CONFIG"  # the variable naming the TOML file (flag: --config)
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
-    port: int = 9000
+    port: Port = 9000
     data_dir: Path = Path("data")
     database_url: str = ""  # empty: SQLite in data_dir
     token_secret: str = ""  # empty: generated and kept in data_dir
     api_key: str = ""  # empty: generated and kept in data_dir
-    max_frame: int = 64 * 1024
-    login_timeout: float = 5.0
-    idle_timeout: float = 90.0
-    max_outbound: int = 1024 * 1024  # bytes kept for one connection before it is dropped
-    batch_max: int = 512  # messages committed in one transaction at most
-    recall_window: float = 120.0  # seconds during which a sender may recall a message
-    max_inflight: int = 1000  # unanswered sends per connection before it is read no further
-    log_level: str = "INFO"
+    max_frame: Positive = 64 * 1024
+    login_timeout: Seconds = 5.0
+    idle_timeout: Seconds = 90.0
+    max_outbound: Positive = 1024 * 1024  # bytes kept for one connection before it is dropped
+    batch_max: Positive = 512  # messages committed in one transaction at most
+    recall_window: NonNegative = 120.0  # seconds during which a sender may recall a message
+    max_inflight: Positive = 1000  # unanswered sends per connection before it is read no further
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"  # "json": one JSON object per line
+    access_log: bool = False  # a line per HTTP request
+    shutdown_grace: NonNegative = 10.0  # seconds a SIGTERM may take before connections are cut
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'imhub.db'}"
 
 
-# The variable each option reads, with its parser; flags of the same name override them.
-ENV_VARS: dict[str, str] = {
-    "host": "IMHUB_HOST",
-    "port": "IMHUB_PORT",
-    "data_dir": "IMHUB_DATA_DIR",
-    "database_url": "IMHUB_DATABASE_URL",
-    "token_secret": "IMHUB_TOKEN_SECRET",
-    "api_key": "IMHUB_API_KEY",
-    "max_frame": "IMHUB_MAX_FRAME",
-    "login_timeout": "IMHUB_LOGIN_TIMEOUT",
-    "idle_timeout": "IMHUB_IDLE_TIMEOUT",
-    "max_outbound": "IMHUB_MAX_OUTBOUND",
-    "batch_max": "IMHUB_BATCH_MAX",
-    "recall_window": "IMHUB_RECALL_WINDOW",
-    "max_inflight": "IMHUB_MAX_INFLIGHT",
-    "log_level": "IMHUB_LOG_LEVEL",
-}
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+SECRET_FIELDS = frozenset({"token_secret", "api_key"})
+# The variable each option reads: IMHUB_ and the option's name in capitals.
+ENV_VARS: dict[str, str] = {name: "IMHUB_" + name.upper() for name in FIELDS}
+_TYPES: dict[str, Any] = get_type_hints(Config, include_extras=True)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the source and the key."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The effective configuration and where each value came from (for ``config show``)."""
+
+    config: Config
+    sources: dict[str, str]
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    file: Path | None = None,
+) -> Loaded:
+    """Merge defaults < ``file`` < ``env`` (``IMHUB_*``; unknown ones are ignored, other tools
+    share the prefix) < ``flags`` (``None`` values were not given). Raises ``ConfigError``."""
+    values: dict[str, Any] = {}
+    sources = dict.fromkeys(FIELDS, "default")
+    if file is not None:
+        for key, value in read_file(file).items():
+            values[key] = check(key, value, f"{file}: {key}", strict=True)
+            sources[key] = f"file {file}"
+    for key, var in ENV_VARS.items():
+        if env is not None and var in env:
+            values[key] = check(key, env[var], f"{var}={env[var]!r}", strict=False)
+            sources[key] = f"env {var}"
+    for key, value in (flags or {}).items():
+        if value is not None:
+            if key not in ENV_VARS:
+                raise ConfigError(f"unknown option {key!r}")
+            values[key] = check(key, value, f"--{key.replace('_', '-')}", strict=False)
+            sources[key] = "flag"
+    return Loaded(Config(**values), sources)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """A TOML file of top-level ``key = value`` lines, one per option (no tables)."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for key in data:
+        if key not in ENV_VARS:
+            near = difflib.get_close_matches(key, FIELDS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
+    return data
+
+
+def check(key: str, value: Any, where: str, strict: bool) -> Any:
+    """``value`` as field ``key`` holds it; ``strict`` (a typed file) refuses text for numbers
+    and booleans, which variables and flags give as text."""
+    kind = _TYPES[key]
+    if key == "log_level" and isinstance(value, str):
+        value = value.upper()
+    try:
+        out = msgspec.convert(value, str if kind is Path else kind, strict=strict)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if get_origin(kind) is Literal:
+            text = "expected one of " + ", ".join(map(repr, get_args(kind)))
+        raise ConfigError(f"{where}: {text[0].lower()}{text[1:]}") from None
+    return Path(out) if kind is Path else out
+
+
+def shown(loaded: Loaded) -> str:
+    """The effective configuration as TOML, secrets masked, each line with its source."""
+    lines = []
+    cfg = loaded.config
+    for key in FIELDS:
+        value = getattr(cfg, key)
+        note = loaded.sources[key]
+        if key in SECRET_FIELDS:
+            if value:
+                value = "********"
+            else:
+                note += f", generated and kept in {cfg.data_dir / SECRETS_FILE}"
+        elif key == "database_url":
+            value = _mask_password(value)
+            if not value:
+                note += f", SQLite: {cfg.db_url}"
+        text = json.dumps(str(value) if isinstance(value, Path) else value)
+        lines.append(f"{key} = {text}  # {note}")
+    return "\n".join(lines)
+
+
+def _mask_password(url: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def with_secrets(config: Config) -> Config:

@@ -13,6 +13,7 @@ Two things differ from aiohttp's defaults, because anyone can connect:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from imhub.http.responses import error_response
+from imhub.metrics import HTTP, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,25 @@ class LogLimiter:
 
 
 class HttpConnection(RequestHandler):
-    __slots__ = ("_limiter", "_quiet")
+    __slots__ = ("_limiter", "_quiet", "_stats", "upgraded")
 
-    def __init__(self, manager: web.Server, limiter: LogLimiter, **kwargs: Any) -> None:
+    def __init__(
+        self, manager: web.Server, limiter: LogLimiter, stats: Metrics, **kwargs: Any
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._limiter = limiter
         self._quiet = False
+        self._stats = stats
+        self.upgraded = False  # to WebSocket: counted as such from then on
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._stats.opened[HTTP] += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.upgraded:
+            self._stats.closed[HTTP] += 1
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -85,6 +100,7 @@ class HttpConnection(RequestHandler):
             log.error("HTTP request from %s failed", request.remote, exc_info=exc)
         if request.writer.output_size > 0:  # as aiohttp: too late for an error response
             raise ConnectionError("the response was sent already")
+        self._stats.error(status, "http")
         response = error_response(status, reason)
         response.force_close()
         return response

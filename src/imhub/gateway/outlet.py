@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import struct
 from collections.abc import Awaitable, Callable
 
-log = logging.getLogger(__name__)
+from imhub.metrics import Metrics
+
+# Shutting down, a connection is closed once its peer has sent nothing for this long after it
+# was told (nginx's lingering_timeout): by then what the peer sent before it read the notice
+# has arrived and been dropped, so closing sends no reset.
+LINGER_QUIET = 0.5
 
 
 def _cut(transport: asyncio.Transport) -> None:
@@ -70,9 +74,11 @@ class FrameOutlet:
         "_max_outbound",
         "_pending",
         "_queued",
+        "_stats",
         "_transport",
         "closing",
         "drain",
+        "dropped",
     )
 
     def __init__(
@@ -81,9 +87,11 @@ class FrameOutlet:
         header: Callable[[int], bytes],
         max_outbound: int,
         closer: Callable[[], None],
+        stats: Metrics,
         close_grace: float = 5.0,
     ) -> None:
         self._transport = transport
+        self._stats = stats
         # A graceful close waits for the peer to take what is queued; one that never reads
         # would keep the socket (and its buffer) for ever, so after this many seconds it is
         # cut (``close``).
@@ -103,6 +111,7 @@ class FrameOutlet:
         self._buffered = 0
         self._closed: asyncio.Future[None] | None = None  # made when a producer waits
         self.closing = False
+        self.dropped = False  # cut for not reading (a slow consumer)
         # Ends when the transport takes writes again after pausing them; set by the
         # connection that owns the transport (its protocol gets the flow-control calls).
         self.drain: Callable[[], Awaitable[None]] | None = None
@@ -111,9 +120,23 @@ class FrameOutlet:
     def limit(self) -> int:
         return self._max_outbound
 
+    @property
+    def peer(self) -> str:
+        name = self._transport.get_extra_info("peername")
+        return f"{name[0]}:{name[1]}" if name else "?"
+
     def send(self, payload: bytes) -> None:
         if self.closing:
             return
+        # Counted by msgType, read from the payload: every one is an encoded ``ImMsg``, which
+        # starts with b'{"msgType":' and one or two digits (a function call would double this).
+        t = payload[11] - 48
+        d = payload[12] - 48
+        if 0 <= d <= 9:
+            t = t * 10 + d
+        self._stats.msgs_out[t] += 1
+        if t == 8:
+            self._stats.error_frame(payload)
         if not self._pending:
             self._loop.call_soon(self.flush)
         header = self._header(len(payload))
@@ -159,7 +182,7 @@ class FrameOutlet:
         await asyncio.wait((draining, self._closed), return_when=asyncio.FIRST_COMPLETED)
 
     def _drop(self) -> None:
-        log.warning("dropping a slow consumer with over %d bytes unread", self._max_outbound)
+        self.dropped = True  # the gateway logs it when the connection is gone
         self._pending.clear()
         self._queued = 0
         self._ended()
@@ -174,6 +197,20 @@ class FrameOutlet:
             self._closer()
             if self._transport.get_write_buffer_size():
                 self._loop.call_later(self._close_grace, _cut, self._transport)
+
+    def pause_reading(self) -> None:
+        """Read nothing more from the peer (a server shutting down)."""
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def abort(self) -> None:
+        """Cut the connection at once, whatever is queued."""
+        self._ended()
+        _cut(self._transport)
 
     def _ended(self) -> None:
         self.closing = True

@@ -1,12 +1,18 @@
-"""The gateway's owner: the listening socket, every open session and the idle sweeper."""
+"""The gateway's owner: the listening socket, every open session, the idle sweeper, and the
+graceful shutdown.
+
+A shutdown (SIGTERM) stops accepting and reading, lets everything already read be handled,
+stored and answered, then tells each client to reconnect elsewhere (error 503) and closes, all
+within the grace period; whatever is still open at its end is cut."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -17,10 +23,12 @@ from imhub.gateway.outlet import FrameOutlet
 from imhub.gateway.tcp import TcpConnection
 from imhub.gateway.websocket import serve_websocket
 from imhub.http.responses import error_response
+from imhub.logs import AccessLogger
+from imhub.metrics import HTTP, PROTOCOLS, TYPE_SLOTS, Metrics
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.service.dispatch import Dispatcher
-from imhub.service.sessions import Session
+from imhub.service.sessions import Session, log_fields
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +45,20 @@ class Gateway:
         dispatcher: Dispatcher,
         on_close: Callable[[Session], None],
         http_handler: HttpHandler,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self._on_close = on_close
         self._http_handler = http_handler
+        self.metrics = metrics
+        self._msgs_in = metrics.msgs_in
         self.sessions: set[Session] = set()
+        self._conn_ids = itertools.count(1)
+        self.draining = False  # shutting down: nothing more is read or accepted
+        self._deadline = 0.0  # the end of the shutdown's grace period (loop time)
+        self._working = 0  # WebSocket handlers being awaited (TCP's are in _tasks)
+        self._changed: asyncio.Event | None = None  # during a shutdown: something finished
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._http: web.Server | None = None
@@ -64,20 +80,92 @@ class Gateway:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def stop(self) -> None:
-        """Stop accepting, tell every session the server is going, close them."""
+    async def shutdown(self, grace: float) -> None:
+        """Stop within ``grace`` seconds: accept and read nothing more; let every message read
+        so far be handled, stored and answered; then send each client a 503 ("reconnect
+        elsewhere") after its last answer and close; cut what is still open at the end."""
+        if self._loop is None:  # never started
+            return
+        loop = self._loop
+        self._deadline = loop.time() + grace
+        self.draining = True
+        self._changed = asyncio.Event()
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        log.info("shutting down: %d connections, within %g s", len(self.sessions), grace)
+        for session in self.sessions:
+            _outlet(session).pause_reading()
+        settled = await self._settle()
         for session in list(self.sessions):
-            session.error(ErrorCode.SHUTTING_DOWN, "server is shutting down")
-            session.close()
+            session.end(ErrorCode.SHUTTING_DOWN, "server is shutting down")
+            # The peer's last bytes and its side of the close are read (and dropped).
+            _outlet(session).resume_reading()
+        await self._until_closed()
+        left = list(self.sessions)
+        for session in left:
+            _outlet(session).abort()
         if self._http is not None:
-            await self._http.shutdown(1.0)
+            await self._http.shutdown(max(0.05, self._deadline - loop.time()))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not settled:
+            log.warning("the grace period ended before every message read was answered")
+        elif left:
+            log.info("cut %d connections that did not close after the notice", len(left))
+
+    def hurry(self) -> None:
+        """End the grace period now (a second SIGTERM or SIGINT)."""
+        if self._loop is not None and self._changed is not None:
+            self._deadline = self._loop.time()
+            self._changed.set()
+
+    async def _settle(self) -> bool:
+        """Wait until every handler started has finished and every send read has its answer
+        (in rounds: a finished handler lets a connection handle the frames it had read)."""
+        while True:
+            waits: list[Awaitable[Any]] = [t for t in self._tasks if not t.done()]
+            for session in self.sessions:
+                if session.inflight is not None:
+                    answered = session.inflight.all_answered()
+                    if answered is not None:
+                        waits.append(answered)
+            if not waits and not self._working:
+                return True
+            if not await self._wait(
+                asyncio.gather(*waits, return_exceptions=True) if waits else None
+            ):
+                return False
+
+    async def _until_closed(self) -> None:
+        while self.sessions and await self._wait(None):
+            pass
+
+    async def _wait(self, work: asyncio.Future[Any] | None) -> bool:
+        """Until ``work`` is done or something changed (a connection closed, a handler
+        finished, a hurry); False once the grace period is over. ``work`` is not cancelled:
+        what is still running then is cut with its connection."""
+        assert self._loop is not None and self._changed is not None
+        remaining = self._deadline - self._loop.time()
+        if remaining > 0:
+            self._changed.clear()
+            changed = asyncio.ensure_future(self._changed.wait())
+            waits: list[asyncio.Future[Any]] = [changed] if work is None else [changed, work]
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+        return self._loop.time() < self._deadline
+
+    async def working(self, pending: Awaitable[None]) -> None:
+        """Await a WebSocket handler's awaitable, counted so that a shutdown waits for it."""
+        self._working += 1
+        try:
+            await pending
+        finally:
+            self._working -= 1
+            if self._changed is not None:
+                self._changed.set()
 
     def outlet(
         self,
@@ -86,18 +174,56 @@ class Gateway:
         closer: Callable[[], None],
     ) -> FrameOutlet:
         cfg = self.config
-        return FrameOutlet(transport, header, cfg.max_outbound, closer, cfg.login_timeout)
+        return FrameOutlet(
+            transport, header, cfg.max_outbound, closer, self.metrics, cfg.login_timeout
+        )
 
-    def open_session(self, outlet: FrameOutlet) -> Session:
+    def open_session(self, outlet: FrameOutlet, protocol: int) -> Session:
         assert self._loop is not None
-        session = Session(outlet, self._loop.time())
+        session = Session(outlet, self._loop.time(), next(self._conn_ids))
         self.sessions.add(session)
+        self.metrics.opened[protocol] += 1
         return session
 
-    def close_session(self, session: Session) -> None:
-        if session in self.sessions:
-            self.sessions.discard(session)
-            self._on_close(session)
+    def upgraded(self, connection: object) -> None:
+        """An HTTP connection became a WebSocket one: counted as that from now on."""
+        if isinstance(connection, HttpConnection) and not connection.upgraded:
+            connection.upgraded = True
+            self.metrics.closed[HTTP] += 1
+
+    def close_session(self, session: Session, protocol: int) -> None:
+        """The connection is gone: presence goes, and one log line says why."""
+        if session not in self.sessions:
+            return
+        by_server = session.closed
+        self.sessions.discard(session)
+        self._on_close(session)
+        self.metrics.closed[protocol] += 1
+        outlet = _outlet(session)
+        slow = outlet.dropped or (session.ended or (0, ""))[0] == ErrorCode.SLOW_CONSUMER
+        if slow:
+            self.metrics.slow_consumers += 1
+        level = logging.WARNING if slow else logging.INFO
+        if log.isEnabledFor(level):
+            if outlet.dropped:
+                reason = f"slow consumer: over {outlet.limit} bytes unread"
+            elif session.ended is not None:
+                reason = f"{session.ended[0]} {session.ended[1]}"
+            else:
+                reason = "closed by the server" if by_server else "closed by the peer"
+            assert self._loop is not None
+            log.log(
+                level,
+                "connection closed",
+                extra={
+                    **log_fields(session),
+                    "protocol": PROTOCOLS[protocol],
+                    "reason": reason,
+                    "seconds": round(self._loop.time() - session.opened, 3),
+                },
+            )
+        if self._changed is not None:
+            self._changed.set()
 
     def receive(self, session: Session, payload: bytes) -> Awaitable[None] | None:
         """One message from a connection, whichever transport: decoded and handled, or refused
@@ -108,9 +234,17 @@ class Gateway:
         except ImError as exc:
             Dispatcher.refuse(session, exc)
             return None
+        t = msg.msg_type
+        self._msgs_in[t if t < TYPE_SLOTS else TYPE_SLOTS - 1] += 1
         return self.dispatcher.handle(session, msg)
 
     async def _route_http(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = await self._answer_http(request)
+        if response.status >= 400:
+            self.metrics.error(response.status, "http")
+        return response
+
+    async def _answer_http(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/ws":
             refused = _not_a_handshake(request)
             if refused is not None:
@@ -145,19 +279,26 @@ class Gateway:
         # is read whole before its request is handled; one that was not (too slow, too large,
         # undecodable) ends the connection at once instead of being read and thrown away
         # (lingering), which kept a refused connection open and re-raised a bad body's error.
+        access: dict[str, Any] = {"access_log": None}  # off unless configured
+        if self.config.access_log:
+            access = {"access_log": logging.getLogger("imhub.access")}
         return HttpConnection(
             self._http,
             self._bad_requests,
+            self.metrics,
             loop=self._loop,
             keepalive_timeout=timeout,
             lingering_time=0,
+            access_log_class=AccessLogger,
+            **access,
         )
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a task the gateway owns (and cancels on stop)."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _sweep(self) -> None:
         """Close connections that did not log in in time, have gone silent, or whose token
@@ -171,14 +312,11 @@ class Gateway:
             wall = time.time()  # token expiries are wall-clock times
             for s in list(self.sessions):
                 if s.expires is not None and wall >= s.expires:
-                    log.info("closing a session of user %s: its token expired", s.user_id)
                     s.end(ErrorCode.UNAUTHORIZED, "token expired")
                 elif s.user_id is None and now - s.opened > cfg.login_timeout:
-                    s.error(ErrorCode.TIMEOUT, f"no login within {cfg.login_timeout:g} s")
-                    s.close()
+                    s.end(ErrorCode.TIMEOUT, f"no login within {cfg.login_timeout:g} s")
                 elif now - s.last_seen > cfg.idle_timeout:
-                    s.error(ErrorCode.TIMEOUT, f"idle for over {cfg.idle_timeout:g} s")
-                    s.close()
+                    s.end(ErrorCode.TIMEOUT, f"idle for over {cfg.idle_timeout:g} s")
 
 
 def _not_a_handshake(request: web.BaseRequest) -> web.StreamResponse | None:
@@ -194,3 +332,7 @@ def _not_a_handshake(request: web.BaseRequest) -> web.StreamResponse | None:
         response.headers["Upgrade"] = "websocket"
         return response
     return None
+
+
+def _outlet(session: Session) -> FrameOutlet:
+    return cast(FrameOutlet, session.outlet)  # the gateway made it

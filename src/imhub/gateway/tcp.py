@@ -7,6 +7,11 @@ reading cannot make the server buffer without bound.
 Nothing a peer sends raises out of this protocol: each payload becomes an answer or an error
 frame (``Gateway.receive``), and the frames after a bad one, even in the same read, are handled
 in order. Only a frame length over the limit ends the connection (413).
+
+When the server shuts down, the frames already read are still handled, then the peer gets the
+end of the stream after the last answer (``close``) while what it still sends is read and
+dropped: a socket closed with unread input sends a reset, which can destroy the answers the
+peer has not read yet.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, cast
 
-from imhub.gateway.outlet import Writable
+from imhub.gateway.outlet import LINGER_QUIET, Writable
+from imhub.metrics import TCP
 from imhub.protocol.errors import ImError
 from imhub.protocol.framing import FrameDecoder, frame_header
 from imhub.service.dispatch import Dispatcher
@@ -54,9 +60,31 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        outlet = self._gateway.outlet(transport, frame_header, transport.close)
+        outlet = self._gateway.outlet(transport, frame_header, self.close)
         outlet.drain = self._writable
-        self.session = self._gateway.open_session(outlet)
+        self.session = self._gateway.open_session(outlet, TCP)
+
+    def close(self) -> None:
+        """The outlet's close, once what is queued is written: normally a plain close; when
+        the server is shutting down, the end of the stream after it (the peer reads every
+        answer, then EOF), reading and dropping whatever the peer still sends until it closes
+        or goes quiet (the gateway cuts it at the end of the grace period)."""
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self._gateway.draining and transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()
+            self._loop.call_later(LINGER_QUIET, self._linger)
+        else:
+            transport.close()
+
+    def _linger(self) -> None:
+        quiet = self._loop.time() - self.session.last_seen
+        if quiet >= LINGER_QUIET:
+            self._transport.close()
+        elif not self._transport.is_closing():
+            self._loop.call_later(LINGER_QUIET - quiet, self._linger)
 
     def data_received(self, data: bytes) -> None:
         self.session.last_seen = self._loop.time()
@@ -101,7 +129,13 @@ class TcpConnection(asyncio.Protocol):
         finally:
             self._busy = False
         self._process()
-        if not self._busy and not self._write_paused and not self._transport.is_closing():
+        if not self._busy and not self._write_paused:
+            self._resume()
+
+    def _resume(self) -> None:
+        if not self._transport.is_closing() and not (
+            self._gateway.draining and not self.session.closed
+        ):
             self._transport.resume_reading()
 
     def pause_writing(self) -> None:
@@ -112,9 +146,9 @@ class TcpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._writable.resume()
-        if not self._busy and not self._transport.is_closing():
-            self._transport.resume_reading()
+        if not self._busy:
+            self._resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._writable.resume()
-        self._gateway.close_session(self.session)
+        self._gateway.close_session(self.session, TCP)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from functools import partial
+from time import perf_counter
 from typing import Any
 
+from imhub.metrics import Histogram
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.conversations import Membership
@@ -35,6 +37,7 @@ class ChatService:
         clock_ms: Callable[[], int],
         recall_window_ms: int,
         max_inflight: int = 1000,
+        latency: Histogram | None = None,
     ) -> None:
         self._writer = writer
         self._membership = membership
@@ -44,6 +47,7 @@ class ChatService:
         self._clock_ms = clock_ms
         self._recall_window_ms = recall_window_ms
         self._max_inflight = max_inflight
+        self._latency = latency  # seconds from reading a message to writing its answer
 
     def chat(self, session: Session, msg: ImMsg) -> Coroutine[Any, Any, None] | None:
         """Handle msgType 3. Synchronous: the write is queued in arrival order (an awaitable
@@ -76,12 +80,15 @@ class ChatService:
         if session.inflight is None:
             session.inflight = InFlight(self._max_inflight)
         waiting = session.inflight.add()
-        self._writer.submit(self._store, item, partial(self._stored, session, mid))
+        done = partial(self._stored, session, mid, perf_counter())
+        self._writer.submit(self._store, item, done)
         return waiting
 
-    def _stored(self, session: Session, mid: str, result: Stored | ImError) -> None:
+    def _stored(self, session: Session, mid: str, began: float, result: Stored | ImError) -> None:
         assert session.inflight is not None
         session.inflight.done()
+        if self._latency is not None:
+            self._latency.observe(self._writer.batch_done - began)
         if isinstance(result, ImError):
             session.error(result.code, result.reason, mid)
             return

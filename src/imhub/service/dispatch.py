@@ -74,4 +74,5 @@ class Dispatcher:
         mid = exc.msg_id_client or (msg.msg_id_client if msg is not None else None)
         session.error(exc.code, exc.reason, mid)
         if exc.close:
+            session.ended = (exc.code, exc.reason)
             session.close()

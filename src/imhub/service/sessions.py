@@ -10,15 +10,12 @@ to the transport.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Collection, Coroutine
 from typing import Any, Protocol
 
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
-
-log = logging.getLogger(__name__)
 
 NOTHING_ENTERED: frozenset[int] = frozenset()
 
@@ -45,6 +42,10 @@ class Outlet(Protocol):
 
     def close(self) -> None:
         """Flush what is queued, then close."""
+
+    @property
+    def peer(self) -> str:
+        """The remote address, for log lines ("host:port")."""
 
 
 class InFlight:
@@ -95,6 +96,8 @@ class Session:
     __slots__ = (
         "client_type",
         "closed",
+        "conn_id",
+        "ended",
         "ending",
         "entered",
         "expires",
@@ -109,8 +112,11 @@ class Session:
         "user_id",
     )
 
-    def __init__(self, outlet: Outlet, now: float) -> None:
+    def __init__(self, outlet: Outlet, now: float, conn_id: int = 0) -> None:
         self.outlet = outlet
+        self.conn_id = conn_id  # names the connection in log lines
+        # Why the server ended the session (code, reason), for the log line of its close.
+        self.ended: tuple[int, str] | None = None
         self.user_id: int | None = None
         self.client_type = 0
         # Conversations this connection shows (chat_enter); most never enter one, so they
@@ -160,12 +166,13 @@ class Session:
         if self.held_bytes + self.outlet.queued() > self.outlet.limit:
             # Live traffic outran what storage is giving this connection (or the client never
             # asked for the next sync page): drop it rather than keep more than the limit;
-            # everything is stored, and the client catches up by sync.
-            log.warning(
-                "dropping a connection with %d bytes held during a sync or login",
-                self.held_bytes,
+            # everything is stored, and the client catches up by sync. (The gateway logs the
+            # close, with the reason.)
+            self.end(
+                ErrorCode.SLOW_CONSUMER,
+                "too much arrived while catching up: sync again",
+                answer_first=False,
             )
-            self.end(ErrorCode.SLOW_CONSUMER, "too much arrived while catching up: sync again")
 
     def hold(self) -> None:
         if self.held is None:
@@ -208,14 +215,16 @@ class Session:
     def error(self, code: ErrorCode, reason: str, msg_id_client: str | None = None) -> None:
         self.reply(codec.error_msg(code, reason, msg_id_client))
 
-    def end(self, code: ErrorCode, reason: str) -> None:
+    def end(self, code: ErrorCode, reason: str, answer_first: bool = True) -> None:
         """Tell the client why the server ends the session, then close; sends already
         taken get their answers first (within ``END_WITHIN``), or a client whose message was
-        stored would never learn it. The error answers no request, so it carries no
-        ``msgIdClient``, whatever is being handled."""
+        stored would never learn it (``answer_first`` False: a connection dropped for taking
+        too little gets nothing more; its client syncs and resends). The error answers no
+        request, so it carries no ``msgIdClient``, whatever is being handled."""
         if self.closed or self.ending is not None:
             return
-        waiting = self.inflight.all_answered() if self.inflight is not None else None
+        inflight = self.inflight if answer_first else None
+        waiting = inflight.all_answered() if inflight is not None else None
         if waiting is None:
             self._end_now(code, reason)
         else:
@@ -233,6 +242,7 @@ class Session:
 
     def _end_now(self, code: ErrorCode, reason: str) -> None:
         if not self.closed:
+            self.ended = (code, reason)
             self.outlet.send(codec.encode(codec.error_msg(code, reason)))
             self.close()
 
@@ -247,6 +257,11 @@ class Session:
         self.closed = True
         self.held = None
         self.held_bytes = 0
+
+
+def log_fields(session: Session) -> dict[str, Any]:
+    """What names a connection in a log line: ``extra=log_fields(session)``."""
+    return {"conn": session.conn_id, "user": session.user_id, "remote": session.outlet.peer}
 
 
 class SessionRegistry:

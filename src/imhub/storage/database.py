@@ -93,3 +93,28 @@ async def checkpoint(conn: AsyncConnection) -> tuple[int, int, int]:
     busy, wal, copied = tuple(result.one())
     await conn.rollback()  # end the read transaction the pragma may have opened
     return int(busy), int(wal), int(copied)
+
+
+async def ping(engine: AsyncEngine, within: float) -> str | None:
+    """None if the database answers a cheap query (a real table's one row, so the file is
+    read, not just the connection) within ``within`` seconds; else why not.
+
+    The query runs in a task of its own: a driver busy in its thread may outlast a
+    cancellation, and a probe must answer in time whatever the database does."""
+
+    async def query() -> None:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+
+    task = asyncio.ensure_future(query())
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        task.add_done_callback(_retrieve)
+        return f"the database did not answer within {within:g} s"
+    exc = task.exception()
+    return None if exc is None else f"the database failed a query ({type(exc).__name__})"
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class BatchWriter:
         tx: Transaction,
         batch_max: int = 512,
         between_batches: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._engine = engine
         self._tx = tx
@@ -75,6 +77,10 @@ class BatchWriter:
         # Upkeep that must run on the writer's connection while no batch is open (the end of
         # a WAL checkpoint, ``storage.database.Checkpointer``).
         self._between_batches = between_batches
+        self._on_batch = on_batch  # (writes, seconds to apply and commit them): for metrics
+        # When the last batch was committed (perf_counter), read by its callbacks: one clock
+        # reading per batch instead of one per message.
+        self.batch_done = 0.0
         self._queue: deque[_Job[Any, Any]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +91,11 @@ class BatchWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="imhub-writer")
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next batch."""
+        return len(self._queue)
 
     def submit(self, kind: WriteKind[T, R], item: T, done: Callable[[R | ImError], None]) -> None:
         """Queue a write; ``done`` gets its result after the commit (or the refusal)."""
@@ -142,11 +153,15 @@ class BatchWriter:
                 continue
             n = min(len(self._queue), self._batch_max)
             jobs = [self._queue.popleft() for _ in range(n)]
+            began = time.perf_counter()
             try:
                 results = await self._apply(jobs)
             except Exception as exc:
                 log.warning("batch of %d writes failed (%r); retrying them one by one", n, exc)
                 results = [await self._apply_alone(job) for job in jobs]
+            self.batch_done = time.perf_counter()
+            if self._on_batch is not None:
+                self._on_batch(n, self.batch_done - began)
             for job, result in zip(jobs, results, strict=True):
                 try:
                     job.done(result)

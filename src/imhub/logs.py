@@ -1,0 +1,93 @@
+"""Log lines: one per event, as text or as JSON (``--log-format``), carrying the context the
+caller passes as ``extra`` (a connection's ``conn``, ``user`` and ``remote``, a close's
+``reason``, …) as fields, so a log collector can filter by them instead of parsing messages.
+
+The per-request HTTP access log is off by default (``--access-log``): probes and scrapes would
+otherwise write a line every few seconds each.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What every record has; anything else on a record came from ``extra`` and is a field.
+_STANDARD = frozenset(
+    [*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime"]
+)
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields the caller gave with ``extra``."""
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+class TextFormatter(logging.Formatter):
+    """The usual line, then ``key=value`` for each field (values with spaces quoted)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        for key, value in fields(record).items():
+            text = str(value)
+            if not text or " " in text or '"' in text or "=" in text:
+                text = _encoder.encode(text).decode()
+            line += f" {key}={text}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, msg, the fields, and a traceback
+    as one string (``exc``), so an event never spans lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(fields(record))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return _encoder.encode(out).decode()
+
+
+def configure(level: str, fmt: str) -> None:
+    """Send every log line to stderr in ``fmt`` ("text" or "json") from ``level`` up."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """aiohttp's access log as one event per request, with its parts as fields."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d",
+            request.method,
+            request.path,
+            response.status,
+            extra={
+                "remote": request.remote,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "seconds": round(time, 6),
+                "bytes": response.body_length,
+            },
+        )

@@ -1,0 +1,106 @@
+"""One configuration from a TOML file, ``IMHUB_*`` variables and flags: precedence, refusals
+that name the culprit, and ``imhub config show`` without secrets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imhub.config import Config, ConfigError, load
+
+
+def toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "imhub.toml"
+    path.write_text(text)
+    return path
+
+
+def test_flags_beat_variables_beat_the_file_beats_the_defaults(tmp_path: Path) -> None:
+    file = toml(
+        tmp_path, 'port = 1001\nhost = "10.0.0.1"\nidle_timeout = 30\nlog_format = "json"\n'
+    )
+    env = {"IMHUB_PORT": "1002", "IMHUB_HOST": "10.0.0.2", "IMHUB_OTHER": "ignored"}
+    loaded = load({"port": 1003, "batch_max": None}, env, file)
+    cfg = loaded.config
+    assert (cfg.port, cfg.host, cfg.idle_timeout, cfg.log_format) == (
+        1003,
+        "10.0.0.2",
+        30.0,
+        "json",
+    )
+    assert cfg.batch_max == Config().batch_max  # a flag not given (None) changes nothing
+    assert loaded.sources["port"] == "flag"
+    assert loaded.sources["host"] == "env IMHUB_HOST"
+    assert loaded.sources["idle_timeout"] == f"file {file}"
+    assert loaded.sources["batch_max"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prot = 9000\n", "unknown key 'prot' (did you mean 'port'?)"),
+        ('port = "9000"\n', "port: expected `int`, got `str`"),
+        ("port = 70000\n", "port: expected `int` <= 65535"),
+        ("access_log = 1\n", "access_log: expected `bool`, got `int`"),
+        ('log_format = "xml"\n', "log_format: expected one of 'text', 'json'"),
+        ("login_timeout = 0\n", "login_timeout: expected `float` > 0"),
+        ("[server]\nport = 1\n", "unknown key 'server'"),
+        ("port = \n", "not valid TOML"),
+    ],
+)
+def test_a_bad_file_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(None, {}, toml(tmp_path, text))
+    assert message in str(exc.value) and str(tmp_path) in str(exc.value)
+
+
+def test_variables_are_text_parsed_and_checked() -> None:
+    cfg = load(None, {"IMHUB_ACCESS_LOG": "true", "IMHUB_LOG_LEVEL": "debug"}, None).config
+    assert cfg.access_log is True and cfg.log_level == "DEBUG"
+    with pytest.raises(ConfigError, match=r"IMHUB_MAX_FRAME='big': expected `int`"):
+        load(None, {"IMHUB_MAX_FRAME": "big"}, None)
+    with pytest.raises(ConfigError, match=r"--port: expected `int` >= 0"):
+        load({"port": -1}, {}, None)
+
+
+def test_a_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load(None, {}, tmp_path / "nowhere.toml")
+
+
+def imhub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imhub", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_config_show_prints_the_effective_values_with_secrets_masked(tmp_path: Path) -> None:
+    file = toml(
+        tmp_path,
+        'api_key = "file-key-1234"\nport = 7001\n'
+        'database_url = "postgresql+asyncpg://imhub:hunter2@db/imhub"\n',
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env |= {"IMHUB_CONFIG": str(file), "IMHUB_TOKEN_SECRET": "env-secret-5678"}
+    out = imhub("config", "show", "--port", "7002", env=env)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" = ", 1) for line in out.stdout.splitlines())
+    assert lines["port"] == "7002  # flag"
+    assert lines["api_key"] == f'"********"  # file {file}'
+    assert lines["token_secret"] == '"********"  # env IMHUB_TOKEN_SECRET'
+    assert lines["database_url"].startswith('"postgresql+asyncpg://imhub:***@db/imhub"')
+    assert "file-key-1234" not in out.stdout and "env-secret-5678" not in out.stdout
+    assert "hunter2" not in out.stdout
+
+
+def test_serve_refuses_a_bad_configuration_before_starting(tmp_path: Path) -> None:
+    file = toml(tmp_path, "idle_timout = 5\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    out = imhub("serve", "--config", str(file), "--data-dir", str(tmp_path), env=env)
+    assert out.returncode == 2
+    assert "unknown key 'idle_timout' (did you mean 'idle_timeout'?)" in out.stderr
+    assert not (tmp_path / "secrets.json").exists()  # refused before anything was done
