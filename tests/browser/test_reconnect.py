@@ -13,7 +13,8 @@ import pytest
 
 from tests.browser.conftest import NO_PLAYWRIGHT, ChatPage
 from tests.client.conftest import App
-from tests.helpers import ServerProcess
+from tests.helpers import TIMEOUT, ServerProcess
+from tests.proxy import Proxy
 
 if TYPE_CHECKING:
     from playwright.async_api import WebSocketRoute
@@ -165,3 +166,41 @@ async def test_a_silent_link_is_found_by_heartbeats_and_replaced(
     await expect(dee.texts()).to_have_text(["before", "during"])
     await eli.client.send_chat(to_user=dee_id, body="after")
     await expect(dee.texts()).to_have_text(["before", "during", "after"])
+
+
+async def test_a_handshake_into_a_black_hole_is_given_up_and_tried_again(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    """Found by an outside tester: an attempt to reconnect while the network was black-holed
+    waited for its handshake until the browser gave up (about 240 s), and the page stayed
+    "Reconnecting…" that long after the network came back. A handshake has a deadline."""
+    proxy = await Proxy(server.port).start()
+    fay_id = await server.add_user("fay")
+    fay = await open_page(server, fay_id, sign_in=False)
+    timings = {"connection": {"openWithin": 500, "backoffBase": 0.1, "backoffCap": 0.2}}
+    await fay.page.add_init_script(f"window.imhubOptions = {json.dumps(timings)}")
+    await fay.page.goto(f"http://127.0.0.1:{proxy.port}/#token={server.token(fay_id)}")
+    await expect(fay.state).to_have_text("Online")
+
+    proxy.blackhole = True  # connections are taken, and nothing comes back
+    before = proxy.accepted
+    proxy.drop_all()
+    async with asyncio.timeout(TIMEOUT):  # attempt after attempt, none left hanging
+        while proxy.accepted < before + 3:
+            proxy.new_connection.clear()
+            await proxy.new_connection.wait()
+    proxy.blackhole = False
+    await expect(fay.state).to_have_text("Online", timeout=5_000)
+    await proxy.close()
+
+
+async def test_a_deleted_user_is_told_why_and_the_address_keeps_no_token(
+    server: ServerProcess, open_page: OpenPage
+) -> None:
+    """Found by an outside tester: a deleted user was told "your session expired", and the
+    token stayed in the address bar after signing in with a link."""
+    gus_id = await server.add_user("gus")
+    gus = await open_page(server, gus_id)
+    assert "token" not in gus.page.url
+    assert (await server.call("DELETE", f"/api/v1/users/{gus_id}"))[0] == 204
+    await expect(gus.page.locator("#login-error")).to_contain_text("user deleted")

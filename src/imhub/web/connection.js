@@ -7,13 +7,17 @@ import { backoff } from "./backoff.js";
 import { State } from "./session.js";
 
 const TICK = 500; // ms between the session's clock ticks (heartbeats, deadlines)
+// A socket not open within this is given up and tried again: behind a black hole the browser
+// would wait minutes for the handshake (found by an outside tester: 240 s).
+const OPEN_WITHIN = 10_000;
 
 export class Connection {
-  constructor(session, url, { backoffBase = 0.5, backoffCap = 15 } = {}) {
+  constructor(session, url, { backoffBase = 0.5, backoffCap = 15, openWithin = OPEN_WITHIN } = {}) {
     this.session = session;
     this.url = url;
     this.base = backoffBase;
     this.cap = backoffCap;
+    this.openWithin = openWithin; // ms
     this.failures = 0; // attempts in a row that did not get online
     this.ws = null;
     this.timer = null; // the pending reconnect
@@ -39,11 +43,15 @@ export class Connection {
     if (this.session.state === State.CLOSED) return;
     const ws = new WebSocket(this.url);
     this.ws = ws;
+    const opening = setTimeout(() => this.#abandon(ws, "no answer to the handshake"), this.openWithin);
     const link = {
       write: (obj) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(obj)),
       drop: (reason) => this.#abandon(ws, reason),
     };
-    ws.onopen = () => this.session.connected(link, Date.now());
+    ws.onopen = () => {
+      clearTimeout(opening);
+      this.session.connected(link, Date.now());
+    };
     ws.onmessage = (event) => {
       let msg;
       try {
@@ -55,6 +63,7 @@ export class Connection {
       this.session.receive(msg, Date.now());
     };
     ws.onclose = (event) => {
+      clearTimeout(opening);
       this.session.lost(`connection closed (${event.code})`, Date.now());
       this.#abandon(ws, "closed");
     };

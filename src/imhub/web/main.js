@@ -78,5 +78,11 @@ function start(token) {
 }
 
 const token = tokenFromAddress() ?? sessionStorage.getItem(TOKEN);
-if (token) start(token);
+if (token) {
+  // The tab keeps it (a reload signs in again); the address does not show it to whoever
+  // looks at the screen, a bookmark or a shared link.
+  sessionStorage.setItem(TOKEN, token);
+  history.replaceState(null, "", location.pathname);
+  start(token);
+}
 else askForToken();

@@ -55,7 +55,7 @@ export class Session {
     this.beatSent = null;
     this.resendAt = null;
     this.gapSync = false;
-    this.expired = false;
+    this.expired = "";
     this.notices = new Set();
     this.listeners = new Set();
   }
@@ -78,7 +78,7 @@ export class Session {
     this.conn++;
     this.phase = LOGIN;
     this.wentOnline = false;
-    this.expired = false;
+    this.expired = "";
     const login = { msgType: MsgType.LOGIN, token: this.token, fromClientType: CLIENT_TYPE_WEB };
     this.#step({ ...login, backlog: false }, "login", (answer) => this.#loggedIn(answer));
   }
@@ -97,8 +97,9 @@ export class Session {
     } else if (t === MsgType.ERROR) {
       if (rid && this.outbox.has(rid)) this.#refused(rid, msg);
       else if (msg.code === UNAUTHORIZED) {
-        this.expired = true; // about no request: the token expired, the session is over
-        this.#drop("token expired");
+        // About no request: the session is over (the token expired, the user was deleted).
+        this.expired = msg.reason || "session ended";
+        this.#drop(this.expired);
       } else this.#emit("error", { text: msg.reason || `error ${msg.code}` });
     } else if (t === MsgType.READ) {
       const conv = this.inbox.read(msg);
@@ -126,7 +127,8 @@ export class Session {
     this.requests.failAll(reason);
     if (this.state === State.CLOSED) return;
     if (this.expired) {
-      this.close("your session expired: sign in with a new token");
+      const why = this.expired === "token expired" ? "your session expired" : this.expired;
+      this.close(`${why}: sign in with a new token`);
       return;
     }
     if (this.wentOnline) this.#setState(State.RECONNECTING, reason);
