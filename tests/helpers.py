@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -274,6 +275,16 @@ class ServerProcess:
 
     async def connect(self, transport: str = "tcp") -> Client:
         return await TRANSPORTS[transport](self.port)  # type: ignore[no-any-return]
+
+    async def slow_reader(self, user_id: int) -> TcpClient:
+        """``user_id`` logged in on a TCP connection with a small receive buffer that the test
+        then never reads: the server's writes to it pile up."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", self.port))
+        slow = TcpClient(*await asyncio.open_connection(sock=sock))
+        await slow.login(self.token(user_id))
+        return slow
 
     async def online(self, name: str = "user", transport: str = "tcp") -> tuple[int, Client]:
         """A new user, logged in on a new connection."""

@@ -25,6 +25,7 @@ from imhub.config import (
     shown,
     with_secrets,
 )
+from imhub.storage.database import url_problem
 
 _DEFAULTS = Config()
 _HELP = {
@@ -93,7 +94,14 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         values = {k: kwargs.pop(k) for k in FIELDS}
         config = loaded_config(values, kwargs.pop("config_file")).config
         logs.configure(config.log_level, config.log_format)
-        return func(with_secrets(config), **kwargs)
+        try:
+            config = with_secrets(config)
+        except ConfigError as exc:
+            raise click.UsageError(f"configuration: {exc}") from None
+        problem = url_problem(config.db_url)
+        if problem is not None:
+            raise click.UsageError(f"configuration: database_url: {problem}")
+        return func(config, **kwargs)
 
     return wrapper
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import secrets
 import tomllib
@@ -113,6 +114,8 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
     for key in data:
         if key not in ENV_VARS:
             near = difflib.get_close_matches(key, FIELDS, n=1)
@@ -134,6 +137,8 @@ def check(key: str, value: Any, where: str, strict: bool) -> Any:
         if get_origin(kind) is Literal:
             text = "expected one of " + ", ".join(map(repr, get_args(kind)))
         raise ConfigError(f"{where}: {text[0].lower()}{text[1:]}") from None
+    if isinstance(out, float) and not math.isfinite(out):  # TOML has no way to show it again
+        raise ConfigError(f"{where}: expected a finite number")
     return Path(out) if kind is Path else out
 
 
@@ -172,6 +177,8 @@ def with_secrets(config: Config) -> Config:
     if config.token_secret and config.api_key:
         return config
     path = config.data_dir / SECRETS_FILE
+    if config.data_dir.exists() and not config.data_dir.is_dir():
+        raise ConfigError(f"data_dir {config.data_dir}: not a folder")
     stored: dict[str, str] = {}
     if path.exists():
         stored = json.loads(path.read_text())
@@ -181,12 +188,15 @@ def with_secrets(config: Config) -> Config:
             stored[key] = secrets.token_urlsafe(32)
             changed = True
     if changed:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(stored, f)
-        os.replace(tmp, path)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(stored, f)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ConfigError(f"data_dir {config.data_dir}: {exc.strerror}") from None
     return replace(
         config,
         token_secret=config.token_secret or stored["token_secret"],

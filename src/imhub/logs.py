@@ -9,6 +9,7 @@ otherwise write a line every few seconds each.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,11 @@ _STANDARD = frozenset(
     [*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime"]
 )
 _encoder = msgspec.json.Encoder(enc_hook=str)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 def fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -37,6 +43,9 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
+        # One event, one line: a message that quotes a peer (a request path) cannot start
+        # a forged line of its own.
+        record.message = _CONTROL.sub(_escaped, record.message)
         line = super().formatMessage(record)
         for key, value in fields(record).items():
             text = str(value)

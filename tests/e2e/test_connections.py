@@ -103,12 +103,7 @@ async def test_slow_reader_is_dropped_and_its_messages_wait(
     srv = make_server(max_outbound=64 * 1024)
     _alice, a = await srv.online("alice")
     bob = await srv.add_user("bob")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", srv.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    slow = TcpClient(reader, writer)
-    await slow.login(srv.token(bob))  # then never reads again
+    slow = await srv.slow_reader(bob)
 
     # 7.5 MB for a reader that takes nothing: more than the kernel's socket buffers (4 MB
     # at most here) and the server's 64 KiB allowance together.

@@ -50,6 +50,7 @@ def test_flags_beat_variables_beat_the_file_beats_the_defaults(tmp_path: Path) -
         ("login_timeout = 0\n", "login_timeout: expected `float` > 0"),
         ("[server]\nport = 1\n", "unknown key 'server'"),
         ("port = \n", "not valid TOML"),
+        ("idle_timeout = inf\n", "idle_timeout: expected a finite number"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -104,3 +105,35 @@ def test_serve_refuses_a_bad_configuration_before_starting(tmp_path: Path) -> No
     assert out.returncode == 2
     assert "unknown key 'idle_timout' (did you mean 'idle_timeout'?)" in out.stderr
     assert not (tmp_path / "secrets.json").exists()  # refused before anything was done
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Found by an outside tester, as were the cases below: each ended in a traceback."""
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"\xff\xfeport = 1\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load(None, {}, path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--database-url", "::nonsense::"], "database_url: not a database URL"),
+        (["--database-url", "nosuchdb://x/y"], "database_url: no database dialect 'nosuchdb'"),
+        (["--database-url", "mysql+nosuchdriver://u:pw@h/db"], "database_url: no database"),
+        (["--database-url", "sqlite+aiosqlite:////no/such/folder/x.db"], "does not exist"),
+        (["--data-dir", "{file}"], "not a folder"),
+    ],
+)
+def test_a_database_or_folder_that_cannot_be_used_is_refused_by_name(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env["IMHUB_DATA_DIR"] = str(tmp_path / "data")
+    args = [o.replace("{file}", str(a_file)) for o in options]
+    out = imhub("migrate", *args, env=env)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert "pw" not in out.stderr  # a password is never shown

@@ -3,13 +3,14 @@ address); the HTTP access log only when asked."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.helpers import ServerProcess, TcpClient
+from tests.helpers import API_KEY, ServerProcess, TcpClient
 from tests.ops.watch import LoggedServer
 
 
@@ -93,3 +94,40 @@ async def test_text_lines_carry_the_same_fields(make_server: Callable[..., Logge
     await client.close()
     line = await srv.wait_for_text("connection closed")
     assert 'reason="closed by the peer"' in line
+
+
+async def test_a_peer_cannot_forge_a_text_line_nor_have_a_secret_logged(
+    make_server: Callable[..., LoggedServer],
+) -> None:
+    """Found by an outside tester: a request path with an encoded newline wrote a second,
+    forged line into the text log; a header too long to parse was quoted, API key and all, in
+    the log and in the 400's reason."""
+    srv = make_server(log_level="INFO", access_log="true")  # text, the default
+    forged = "1999-01-01 08:00:00,000 ERROR imhub: forged"
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(f"GET /x%0a{forged.replace(' ', '%20')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    await reader.read(65536)
+    writer.close()
+    line = await srv.wait_for_text("GET /x")
+    assert "\\x0a1999-01-01" in line  # the newline is shown, not written
+    key = API_KEY
+    headers = {"Authorization": "Bearer " + key + "x" * 9000}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(srv.url + "/healthz", headers=headers) as r,
+    ):
+        body = await r.text()
+    assert r.status == 400 and key not in body
+    line = await srv.wait_for_text("malformed HTTP request")
+    assert key not in line
+    await _marker_text(srv)
+    assert [seen for seen in srv.seen if seen.startswith("1999")] == []
+    assert [seen for seen in srv.seen if key in seen] == []
+
+
+async def _marker_text(srv: LoggedServer) -> None:
+    """A login, logged after every earlier request's lines."""
+    _, client = await srv.online("marker")
+    await srv.wait_for_text(" logged in ")
+    await client.close()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import Callable
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from imhub.metrics import Histogram, Metrics
-from tests.helpers import ServerProcess, TcpClient
+from tests.helpers import ServerProcess
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -84,11 +82,7 @@ async def test_a_dropped_slow_consumer_is_counted(
     srv = make_server(max_outbound=64 * 1024)
     _alice, a = await srv.online("alice")
     bob = await srv.add_user("bob")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", srv.port))
-    slow = TcpClient(*await asyncio.open_connection(sock=sock))
-    await slow.login(srv.token(bob))  # then never reads again
+    slow = await srv.slow_reader(bob)
     body = "x" * 50_000  # 150 of them: more than the socket buffers and the allowance
     for i in range(150):
         await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"m{i}", "body": body})

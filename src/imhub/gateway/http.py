@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +28,7 @@ from imhub.http.responses import error_response
 from imhub.metrics import HTTP, Metrics
 
 log = logging.getLogger(__name__)
+_QUOTED_BYTES = re.compile(r""":?\s*b['"]""")
 
 
 class LogLimiter:
@@ -88,7 +90,9 @@ class HttpConnection(RequestHandler):
         error) or whose handler failed; it closes the connection after it."""
         if isinstance(exc, HttpProcessingError):  # the peer's fault, not ours
             # aiohttp's message is a line, then the bytes it choked on: keep the line.
-            detail = (exc.message or "").strip().split("\n", 1)[0].rstrip(": ")[:200]
+            detail = (exc.message or "").strip().split("\n", 1)[0]
+            # Not the bytes it choked on: they may be a header's secret (an API key).
+            detail = _QUOTED_BYTES.split(detail, maxsplit=1)[0].rstrip(": ")[:200]
             reason = f"malformed HTTP request: {detail or 'bad request'}"
             dropped = self._limiter.allow()
             if dropped is not None:

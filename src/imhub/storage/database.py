@@ -5,14 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2048
+
+
+def url_problem(url: str) -> str | None:
+    """What keeps ``url`` from being opened, said without its password, or None: not a
+    database URL, no such dialect, its driver not installed, a SQLite file in a folder that
+    does not exist."""
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except NoSuchModuleError:  # (an ArgumentError too: first)
+        return f"no database dialect {make_url(url).drivername!r}"
+    except ArgumentError:
+        return "not a database URL (e.g. sqlite+aiosqlite:///path/imhub.db)"
+    except ImportError as exc:
+        return f"the driver for {parsed.drivername!r} is not installed ({exc.name})"
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            return f"the SQLite file's folder {folder} does not exist"
+    return None
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
