@@ -8,6 +8,8 @@ import logging
 import signal
 import time
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from imhub.config import Config
 from imhub.gateway.server import Gateway
 from imhub.http.api import HttpApi
@@ -165,7 +167,14 @@ class App:
         return await ping(self.engine, READY_TIMEOUT)
 
     async def start(self) -> None:
-        if await pending_migrations(self.engine):
+        try:
+            pending = await pending_migrations(self.engine)
+        except SQLAlchemyError as exc:
+            await self.engine.dispose()
+            raise SystemExit(
+                f"cannot open the database: {getattr(exc, 'orig', None) or exc}"
+            ) from None
+        if pending:
             await self.engine.dispose()
             raise SystemExit("the database is not migrated: run `imhub migrate` first")
         self.writer.start()

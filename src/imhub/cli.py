@@ -22,6 +22,7 @@ from imhub.config import (
     ConfigError,
     Loaded,
     load,
+    masked_url,
     shown,
     with_secrets,
 )
@@ -126,10 +127,17 @@ def serve(config: Config) -> None:
 @config_options
 def migrate(config: Config) -> None:
     """Create or upgrade the database tables."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from imhub.storage.migrate import upgrade
 
-    upgrade(config.db_url)
-    click.echo(f"database at the newest migration: {config.db_url}")
+    try:
+        upgrade(config.db_url)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"cannot open the database: {getattr(exc, 'orig', None) or exc}"
+        ) from None
+    click.echo(f"database at the newest migration: {masked_url(config.db_url)}")
 
 
 @main.group("config")

@@ -155,7 +155,7 @@ def shown(loaded: Loaded) -> str:
             else:
                 note += f", generated and kept in {cfg.data_dir / SECRETS_FILE}"
         elif key == "database_url":
-            value = _mask_password(value)
+            value = masked_url(value)
             if not value:
                 note += f", SQLite: {cfg.db_url}"
         text = json.dumps(str(value) if isinstance(value, Path) else value)
@@ -163,7 +163,7 @@ def shown(loaded: Loaded) -> str:
     return "\n".join(lines)
 
 
-def _mask_password(url: str) -> str:
+def masked_url(url: str) -> str:
     """``scheme://user:password@host`` → ``scheme://user:***@host``."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")

@@ -24,7 +24,9 @@ _STANDARD = frozenset(
     [*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime"]
 )
 _encoder = msgspec.json.Encoder(enc_hook=str)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a terminal or a line splitter takes for a break or a command: C0 and C1 controls, DEL,
+# and Unicode's line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -48,7 +50,7 @@ class TextFormatter(logging.Formatter):
         record.message = _CONTROL.sub(_escaped, record.message)
         line = super().formatMessage(record)
         for key, value in fields(record).items():
-            text = str(value)
+            text = _CONTROL.sub(_escaped, str(value))
             if not text or " " in text or '"' in text or "=" in text:
                 text = _encoder.encode(text).decode()
             line += f" {key}={text}"

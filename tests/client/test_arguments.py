@@ -28,6 +28,9 @@ BAD_SENDS: list[dict[str, Any]] = [
     {"to_user": True},
     {"to_user": 2**53},
     {"body_type": -1},
+    {"voice_time": ""},
+    {"voice_time": False},
+    {"voice_time": 3.5},
     {"to_user": None},
     {"team": 3},  # with to_user as well
 ]

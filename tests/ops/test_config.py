@@ -123,6 +123,10 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
         (["--database-url", "mysql+nosuchdriver://u:pw@h/db"], "database_url: no database"),
         (["--database-url", "sqlite+aiosqlite:////no/such/folder/x.db"], "does not exist"),
         (["--data-dir", "{file}"], "not a folder"),
+        (["--database-url", "sqlite+aiosqlite:///{dir}"], "is a folder, not a SQLite file"),
+        (["--database-url", "sqlite+aiosqlite:///{file}x"], "is not a SQLite database"),
+        (["--database-url", "sqlite+pysqlite:///{dir}/x.db"], "is not an asyncio driver"),
+        (["--database-url", "postgresql://u:pw@[::1/x"], "not a database URL"),
     ],
 )
 def test_a_database_or_folder_that_cannot_be_used_is_refused_by_name(
@@ -130,9 +134,10 @@ def test_a_database_or_folder_that_cannot_be_used_is_refused_by_name(
 ) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("")
+    (tmp_path / "a-filex").write_text("not a database")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
     env["IMHUB_DATA_DIR"] = str(tmp_path / "data")
-    args = [o.replace("{file}", str(a_file)) for o in options]
+    args = [o.replace("{file}", str(a_file)).replace("{dir}", str(tmp_path)) for o in options]
     out = imhub("migrate", *args, env=env)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr

@@ -111,6 +111,11 @@ async def test_a_peer_cannot_forge_a_text_line_nor_have_a_secret_logged(
     writer.close()
     line = await srv.wait_for_text("GET /x")
     assert "\\x0a1999-01-01" in line  # the newline is shown, not written
+    # Nor can it send a terminal commands, in the message or in a field (path=).
+    assert await _get(srv, "/y%1b%5b2K%e2%80%a8z") == 404
+    line = await srv.wait_for_text("GET /y")
+    assert "\x1b" not in line and "\u2028" not in line
+    assert line.count("\\x1b[2K\\u2028z") == 0 and line.count("\\x1b[2K") == 2
     key = API_KEY
     headers = {"Authorization": "Bearer " + key + "x" * 9000}
     async with (

@@ -24,11 +24,12 @@ def whole(name: str, value: Any, low: int = 0, high: int = MAX_ID) -> int:
 def text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, not {type(value).__name__}")
+    plain: str = "" + value  # a str subclass as the plain string it holds
     try:
-        value.encode("utf-8")
+        plain.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"{name} is not valid text (it has no UTF-8 form)") from None
-    return value
+    return plain
 
 
 def conversation(chat_id: Any, team_id: Any) -> int:
@@ -66,8 +67,8 @@ def chat(
         payload["teamId"] = whole("team", team, 1)
     else:
         payload["toUserId"] = whole("to_user", to_user, 1)
-    if voice_time:
-        payload["time"] = whole("voice_time", voice_time, 0, SMALL_MAX)
+    if voice_time is not None and whole("voice_time", voice_time, 0, SMALL_MAX):
+        payload["time"] = voice_time
     return payload
 
 

@@ -99,7 +99,8 @@ class TcpConnection(asyncio.Protocol):
         receive = self._gateway.receive
         session = self.session
         inbox = self._inbox
-        while self._next < len(inbox) and not session.closed:
+        # An ending session (its answers still being written) takes nothing more.
+        while self._next < len(inbox) and not session.closed and session.ending is None:
             item = inbox[self._next]
             self._next += 1
             if isinstance(item, ImError):

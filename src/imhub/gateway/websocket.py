@@ -46,8 +46,8 @@ async def serve_websocket(request: web.BaseRequest, gateway: Gateway) -> web.Str
     try:
         async for message in ws:
             session.last_seen = loop.time()
-            if session.closed:  # closed by the server: what comes until the close is dropped
-                continue
+            if session.closed or session.ending is not None:  # ended by the server: what
+                continue  # comes until the close is dropped
             pending = (
                 gateway.receive(session, message.data)
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY)

@@ -27,14 +27,30 @@ def url_problem(url: str) -> str | None:
         dialect.import_dbapi()
     except NoSuchModuleError:  # (an ArgumentError too: first)
         return f"no database dialect {make_url(url).drivername!r}"
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "not a database URL (e.g. sqlite+aiosqlite:///path/imhub.db)"
     except ImportError as exc:
         return f"the driver for {parsed.drivername!r} is not installed ({exc.name})"
+    if not dialect.is_async:
+        return f"{parsed.drivername!r} is not an asyncio driver (e.g. sqlite+aiosqlite)"
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).parent
-        if not folder.is_dir():
-            return f"the SQLite file's folder {folder} does not exist"
+        return _sqlite_file_problem(Path(parsed.database))
+    return None
+
+
+def _sqlite_file_problem(path: Path) -> str | None:
+    if not path.parent.is_dir():
+        return f"the SQLite file's folder {path.parent} does not exist"
+    if path.is_dir():
+        return f"{path} is a folder, not a SQLite file"
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror}"
+        if head and head != b"SQLite format 3\x00":
+            return f"{path} is not a SQLite database"
     return None
 
 

@@ -102,8 +102,10 @@ class StoreMessages:
         # Every message passes the loops below: they are written for speed (no awaits for a
         # one-to-one message, no per-message objects beyond the row and its result).
         results: list[Stored | ImError | None] = [None] * len(items)
+        # Senders too: one deleted while their messages were queued sends nothing after the
+        # deletion (the writer's order decides what came before it).
         recipients = await self._users.existing(
-            conn, {m.to_user_id for m in items if not m.team_id}
+            conn, {m.to_user_id for m in items if not m.team_id} | {m.from_user_id for m in items}
         )
         first_of: dict[tuple[bool, int, str], int] = {}
         # (index, the group's conversation key or the one-to-one pair, audience)
@@ -116,6 +118,9 @@ class StoreMessages:
                 continue
             if key in first_of:
                 continue  # a repeat inside this batch: answered from the first below
+            if m.from_user_id not in recipients:
+                results[i] = ImError(ErrorCode.UNAUTHORIZED, "user deleted")
+                continue
             if m.team_id:
                 info = await self._teams.get(conn, m.team_id)
                 if info is None:
