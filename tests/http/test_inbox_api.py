@@ -133,3 +133,24 @@ async def test_online_status_lists_client_types(server: ServerProcess) -> None:
     assert await online_of(server, user) == {"userId": user, "connections": 2, "clientTypes": [4]}
     await ws.close()
     await phone.close()
+
+
+async def test_numbers_in_a_query_or_path_are_written_as_digits(server: ServerProcess) -> None:
+    """Found by an outside tester: ``after=1e3`` read as 1000 and ``limit=2.0`` as 2, while a
+    body refuses them; a conversation cursor past 2^53 − 1 was taken."""
+    user = await server.add_user("digits")
+    for path in (
+        "/api/v1/users?after=1e3",
+        "/api/v1/users?limit=2.0",
+        f"/api/v1/users/{user}/conversations?after=chat:9007199254740992",
+        f"/api/v1/users/{user}/history?chatId=1e0",
+    ):
+        status, body = await server.call("GET", path)
+        assert status == 400 and body["code"] == 400, (path, body)
+    assert (await server.call("GET", "/api/v1/users?after=0&limit=2"))[0] == 200
+
+
+async def test_a_path_written_out_for_another_method_is_a_405(server: ServerProcess) -> None:
+    """Found by an outside tester: GET /api/v1/teams/create was read as GET /teams/{teamId}."""
+    status, body = await server.call("GET", "/api/v1/teams/create")
+    assert status == 405 and body["code"] == 405

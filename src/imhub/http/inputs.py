@@ -4,6 +4,7 @@ naming what was wrong, before anything is done with the request."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,7 +31,25 @@ async def body_of(request: web.BaseRequest, kind: type[T]) -> T:
     return parse_body(await request.read(), kind)
 
 
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
+def _integer_fields(kind: type[Any]) -> list[str]:
+    """The names (as sent) of ``kind``'s integer fields, optional ones included."""
+    out = []
+    for f in msgspec.structs.fields(kind):
+        info = msgspec.inspect.type_info(f.type)
+        kinds = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+        if any(isinstance(k, msgspec.inspect.IntType) for k in kinds):
+            out.append(f.encode_name)
+    return out
+
+
 def _convert(values: dict[str, str], kind: type[T], what: str) -> T:
+    # A number in a query or a path is written as digits: "1e3" or "2.0" would convert.
+    for name in _integer_fields(kind):
+        if name in values and not _WHOLE.fullmatch(values[name]):
+            raise ImError(ErrorCode.BAD_REQUEST, f"invalid {what}: {name} must be a whole number")
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:

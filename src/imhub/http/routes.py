@@ -69,7 +69,11 @@ class Router:
         route = self._exact.get((method, path))
         if route is not None:
             return route, {}
-        allowed: list[str] = []
+        # A path written out for other methods is theirs, not a template's value
+        # (POST /teams/create is not GET /teams/{teamId} with teamId "create").
+        allowed = [m for m, p in self._exact if p == path]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(method, allowed)
         for route in self.routes:
             m = route.pattern.match(path)
             if m is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.protocol.messages import ImMsg
+from imhub.protocol.messages import MAX_ID, ImMsg
 from imhub.service.history import HistoryPage, HistoryService
 from imhub.storage import reads, users
 from imhub.storage.reads import ConvState
@@ -33,7 +33,7 @@ def _order(state: ConvState) -> tuple[int, int]:
 
 def _parse(cursor: str) -> tuple[int, int]:
     found = CURSOR.fullmatch(cursor)
-    if found is None:
+    if found is None or int(found[2]) > MAX_ID:
         raise ImError(ErrorCode.BAD_REQUEST, f"bad cursor {cursor!r}: give the next of a page")
     return (0 if found[1] == "chat" else 1, int(found[2]))
 
