@@ -12,7 +12,7 @@ from __future__ import annotations
 from imhub.config import Config
 from imhub.service.auth import TokenAuthority
 from imhub.storage.database import create_engine
-from imhub.storage.users import UserRow, add_user, first_users
+from imhub.storage.users import UserRow, add_user, list_users
 
 DEMO_USERS = ("alice", "bob")
 LINK_TTL = 7 * 24 * 3600  # seconds
@@ -22,12 +22,12 @@ async def demo_users(config: Config) -> tuple[list[UserRow], bool]:
     """The first two users, made first if the database has none; and whether they were."""
     engine = create_engine(config.db_url)
     try:
-        users = await first_users(engine, len(DEMO_USERS))
+        users = await list_users(engine, 0, len(DEMO_USERS))
         if users:
             return users, False
         for name in DEMO_USERS:
             await add_user(engine, name, "")
-        return await first_users(engine, len(DEMO_USERS)), True
+        return await list_users(engine, 0, len(DEMO_USERS)), True
     finally:
         await engine.dispose()
 

@@ -83,18 +83,6 @@ async def update_user(engine: AsyncEngine, user_id: int, changes: dict[str, str]
     return UserRow(*row) if row else None
 
 
-async def first_users(engine: AsyncEngine, n: int) -> list[UserRow]:
-    """The ``n`` users with the lowest ids (not deleted), oldest first."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(user_t.c.user_id, user_t.c.username, user_t.c.mobile, user_t.c.head_img)
-            .where(user_t.c.delete_flag == False)  # noqa: E712
-            .order_by(user_t.c.user_id)
-            .limit(n)
-        )
-    return [UserRow(*row) for row in rows]
-
-
 async def existing_users(conn: AsyncConnection, user_ids: set[int]) -> set[int]:
     """The ids among ``user_ids`` that belong to users who exist and are not deleted."""
     found: set[int] = set()
