@@ -1,35 +1,69 @@
-"""Fixtures: real server processes on free ports, each with its own SQLite database."""
+"""Fixtures: real server processes on free ports, each with a database of its own, on SQLite
+by default; the storage, e2e and client packages run on every backend (``backend``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.databases import (
+    BACKENDS,
+    Databases,
+    MariaDatabases,
+    PostgresDatabases,
+    SqliteDatabases,
+)
 from tests.helpers import ServerProcess
+from tests.services import Redis
 
 
 @pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated, empty database, copied for every server (migrating once is faster)."""
-    data = tmp_path_factory.mktemp("template")
-    subprocess.run(
-        [sys.executable, "-m", "imhub", "migrate", "--data-dir", str(data)],
-        check=True,
-        capture_output=True,
-    )
-    return data / "imhub.db"
+def database_factories(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str], Databases]]:
+    """The factory of fresh databases of each backend, its server started on first use and
+    stopped at the end of the session."""
+    made: dict[str, Databases] = {}
+
+    def get(backend: str) -> Databases:
+        if backend not in made:
+            if backend == "sqlite":
+                made[backend] = SqliteDatabases(tmp_path_factory.mktemp("sqlite"))
+            elif backend == "postgresql":
+                made[backend] = PostgresDatabases()
+            elif backend == "mariadb":
+                made[backend] = MariaDatabases(tmp_path_factory.mktemp("mariadb"))
+            else:
+                raise ValueError(f"no backend {backend!r} (one of {BACKENDS})")
+        return made[backend]
+
+    yield get
+    for factory in made.values():
+        factory.close()
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterator[ServerProcess]:
+def backend() -> str:
+    """The database under the servers of a test: SQLite here; the packages that run on every
+    backend override this fixture with one parameter per backend (``-k postgresql``)."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def databases(backend: str, database_factories: Callable[[str], Databases]) -> Databases:
+    return database_factories(backend)
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases
+) -> Iterator[ServerProcess]:
     """One server shared by the tests that need no special configuration (each makes its own
     users, so they do not see each other)."""
-    proc = ServerProcess(tmp_path_factory.mktemp("shared"), template_db)
+    proc = ServerProcess(tmp_path_factory.mktemp("shared"), databases)
     yield proc
     proc.stop()
 
@@ -42,16 +76,31 @@ def server_class() -> type[ServerProcess]:
 
 @pytest.fixture
 def make_server(
-    tmp_path: Path, template_db: Path, server_class: type[ServerProcess]
+    tmp_path: Path, databases: Databases, server_class: type[ServerProcess]
 ) -> Iterator[Callable[..., ServerProcess]]:
-    """Start a server of its own with ``IMHUB_*`` options, e.g. ``make_server(idle_timeout=1)``."""
+    """Start a server of its own with ``IMHUB_*`` options, e.g. ``make_server(idle_timeout=1)``.
+    ``database=`` another server's ``database`` puts it beside that one."""
     started: list[ServerProcess] = []
 
     def start(**options: Any) -> ServerProcess:
-        proc = server_class(tmp_path / f"server{len(started)}", template_db, **options)
+        where = options.pop("database", None) or databases
+        proc = server_class(tmp_path / f"server{len(started)}", where, **options)
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """A Redis of the session's own (``stop``/``start``/``restart`` it to test outages)."""
+    redis = Redis(tmp_path_factory.mktemp("redis"))
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: Redis) -> str:
+    return redis_server.url

@@ -7,10 +7,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import aiohttp
 import websockets
 
 from imhub.service.auth import TokenAuthority
+from tests.databases import Checker, Database, Databases
 
 TIMEOUT = float(os.environ.get("IMHUB_TEST_TIMEOUT", "5"))
 SECRET = "test-secret-" + "x" * 32
@@ -165,13 +164,17 @@ class ServerProcess:
 
     stderr: Any = None  # where the server's log goes (a subclass may keep it in a file)
 
-    def __init__(self, data_dir: Path, template_db: Path, **options: Any) -> None:
+    def __init__(self, data_dir: Path, databases: Databases | Database, **options: Any) -> None:
+        """A server on a fresh database from ``databases`` (or on ``database``, shared with
+        other servers)."""
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(template_db, data_dir / "imhub.db")
+        self.database = databases.fresh(data_dir) if isinstance(databases, Databases) else databases
+        self.backend = self.database.backend
         self.env = {
             **os.environ,
             "IMHUB_DATA_DIR": str(data_dir),
+            "IMHUB_DATABASE_URL": self.database.url,
             "IMHUB_PORT": "0",
             "IMHUB_TOKEN_SECRET": SECRET,
             "IMHUB_API_KEY": API_KEY,
@@ -235,13 +238,17 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def db(self) -> sqlite3.Connection:
-        """A read connection on the server's SQLite file, to check what was stored."""
-        return sqlite3.connect(self.data_dir / "imhub.db")
+    def db(self) -> contextlib.AbstractContextManager[Checker]:
+        """A connection on the server's database (committed at the end of the block), to
+        check what was stored: ``db.execute(sql, (args,))`` with ``?`` placeholders."""
+        return self.database.connect()
+
+    def sql(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """One statement with ``?`` placeholders, on any backend; its rows."""
+        return self.database.sql(sql, *args)
 
     def count(self, sql: str, *args: Any) -> int:
-        with self.db() as conn:
-            return int(conn.execute(sql, args).fetchone()[0])
+        return self.database.count(sql, *args)
 
     def token(self, user_id: int, ttl: int = 3600) -> str:
         return self.auth.mint(user_id, ttl)

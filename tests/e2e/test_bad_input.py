@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from imhub.gateway.server import BAD_REQUEST_LOG_BURST
 from imhub.protocol import codec
 from imhub.protocol.errors import ImError
+from tests.databases import Database, Databases
 from tests.helpers import API_KEY, TIMEOUT, Client, ServerProcess, TcpClient, WsClient
 from tests.protocol.bad_payloads import ECHOED, UNDECODABLE, corrupted, json_values, near_json
 
@@ -31,11 +32,11 @@ from tests.protocol.bad_payloads import ECHOED, UNDECODABLE, corrupted, json_val
 class WatchedServer(ServerProcess):
     """A server (logging at INFO) whose log is kept in a file, to check what it logged."""
 
-    def __init__(self, data_dir: Path, template_db: Path, **options: Any) -> None:
+    def __init__(self, data_dir: Path, databases: Databases | Database, **options: Any) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "server.log"
         self.stderr = self.log_path.open("ab")
-        super().__init__(data_dir, template_db, **{"log_level": "INFO", **options})
+        super().__init__(data_dir, databases, **{"log_level": "INFO", **options})
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -52,9 +53,11 @@ def assert_quiet(log: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterator[WatchedServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases
+) -> Iterator[WatchedServer]:
     """This module's shared server (instead of the session's): one whose log is watched."""
-    proc = WatchedServer(tmp_path_factory.mktemp("watched"), template_db)
+    proc = WatchedServer(tmp_path_factory.mktemp("watched"), databases)
     yield proc
     proc.stop()
 

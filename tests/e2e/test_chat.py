@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.faults import install_faults, set_faults
 from tests.helpers import ServerProcess
 
 BOTH_WAYS = [("tcp", "ws"), ("ws", "tcp"), ("tcp", "tcp"), ("ws", "ws")]
@@ -133,11 +134,8 @@ async def test_storage_failure_answers_an_error_and_stores_nothing(
     make_server: Callable[..., ServerProcess],
 ) -> None:
     srv = make_server()
-    with srv.db() as db:  # a real database refusal for one body, nothing else
-        db.execute(
-            "create trigger refuse before insert on person_msg when new.body = 'boom' "
-            "begin select raise(abort, 'refused by test trigger'); end"
-        )
+    install_faults(srv.database)  # a real database refusal for one body, nothing else
+    set_faults(srv.database, poison="boom")
     _alice, a = await srv.online("alice")
     bob, b = await srv.online("bob")
     for mid, body in (("ok1", "fine"), ("bad", "boom"), ("ok2", "fine too")):

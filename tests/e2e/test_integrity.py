@@ -191,7 +191,7 @@ def check_database(server: ServerProcess, acked: Acked) -> None:
                 u
                 for (u,) in db.execute(
                     "select to_user_id from chat "
-                    "where event_type = 1 and team_id = ? and delete_flag = 0",
+                    "where event_type = 1 and team_id = ? and delete_flag = false",
                     (team,),
                 )
             }
@@ -233,8 +233,8 @@ async def test_failed_writes_leave_no_trace_under_random_faults(make_server: Any
     chat, recall and one of them manages three groups."""
     server = make_server()
     everyone = await peers(server, 6)
-    install_faults(server.data_dir / "imhub.db")
-    set_faults(server.data_dir / "imhub.db", rate=12)
+    install_faults(server.database)
+    set_faults(server.database, rate=12)
     acked = Acked()
     rng = random.Random(9)
     owner, others = everyone[0], everyone[1:]
@@ -243,7 +243,7 @@ async def test_failed_writes_leave_no_trace_under_random_faults(make_server: Any
         owner_loop(owner, others, acked, random.Random(rng.random())),
         *(chat_loop(p, everyone, acked, random.Random(rng.random())) for p in everyone),
     )
-    set_faults(server.data_dir / "imhub.db", rate=0)
+    set_faults(server.database, rate=0)
     for peer in everyone:
         await peer.stop()
     check_database(server, acked)
@@ -256,8 +256,8 @@ async def test_one_bad_write_fails_alone_and_poisons_no_one(make_server: Any) ->
     or in the wrong chat."""
     server = make_server()
     everyone = await peers(server, 5)
-    install_faults(server.data_dir / "imhub.db")
-    set_faults(server.data_dir / "imhub.db", poison="poison")
+    install_faults(server.database)
+    set_faults(server.database, poison="poison")
     bad, victim, *targets = everyone
     for round_ in range(5):
         sends = [
@@ -341,7 +341,7 @@ async def test_a_login_in_a_batch_that_fails_leaves_no_trace(make_server: Any) -
     registered twice."""
     server = make_server()
     _, s = await server.online("sender")
-    db = server.data_dir / "imhub.db"
+    db = server.database
     install_faults(db)
     for round_ in range(8):
         user = await server.add_user(f"u{round_}")

@@ -67,7 +67,7 @@ async def test_recall_after_the_window_is_refused(
     err = await a.expect(8)
     assert err["code"] == 403 and "recalled for 0 s" in err["reason"]
     assert await unread(b) == {("chat", sent["chatId"]): 1}
-    assert srv.count("select count(*) from person_msg where cancel_flag=1") == 0
+    assert srv.count("select count(*) from person_msg where cancel_flag = true") == 0
 
 
 async def test_recall_of_unknown_message(server: ServerProcess) -> None:

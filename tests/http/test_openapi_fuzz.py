@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.databases import Databases
 from tests.helpers import API_KEY, Client, ServerProcess
 
 CHECKS = [
@@ -36,9 +36,11 @@ EXAMPLES = 12  # per route and mode: several hundred requests in all, well withi
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterator[ServerProcess]:
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory, databases: Databases
+) -> Iterator[ServerProcess]:
     """A server of its own: the fuzzer deletes users and notifies everyone online."""
-    proc = ServerProcess(tmp_path_factory.mktemp("fuzzed"), template_db)
+    proc = ServerProcess(tmp_path_factory.mktemp("fuzzed"), databases)
     yield proc
     proc.stop()
 

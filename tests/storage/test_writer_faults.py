@@ -27,10 +27,15 @@ from imhub.storage.staged import Transaction
 from imhub.storage.teams import ADD, CREATE, REMOVE, ApplyTeamOps, TeamOp, Teams
 from imhub.storage.users import KnownUsers, add_user
 from imhub.storage.writer import BatchWriter
+from tests.databases import Database
 from tests.faults import install_faults, set_faults
 
 USERS = 5
 _template: Path | None = None
+
+
+def _checked(path: Path) -> Database:
+    return Database(f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", "sqlite")
 
 
 def template() -> Path:
@@ -39,7 +44,7 @@ def template() -> Path:
     if _template is None:
         path = Path(tempfile.mkdtemp()) / "template.db"
         upgrade(f"sqlite+aiosqlite:///{path}")
-        install_faults(path)
+        install_faults(_checked(path))
         _template = path
     return _template
 
@@ -119,7 +124,7 @@ class WriterUnderFaults(RuleBasedStateMachine):
 
     @rule(batch=st.lists(ops, min_size=1, max_size=8), rate=st.sampled_from([0, 0, 15, 40]))
     def write_together(self, batch: list[tuple[str, int, int, bool]], rate: int) -> None:
-        set_faults(self.path, rate, "poison")
+        set_faults(_checked(self.path), rate, "poison")
         jobs = [self._job(op) for op in batch]
 
         async def together() -> list[Any]:
@@ -128,7 +133,7 @@ class WriterUnderFaults(RuleBasedStateMachine):
                 return await asyncio.gather(*calls, return_exceptions=True)
 
         results = self.loop.run_until_complete(together())
-        set_faults(self.path)
+        set_faults(_checked(self.path))
         for (kind, item, mid), result in zip(jobs, results, strict=True):
             if kind is self.claim and isinstance(result, ImError):
                 assert self.registered.get(int(mid), 0) == 0  # failed: not registered at all
