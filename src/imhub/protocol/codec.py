@@ -38,7 +38,9 @@ def decode(payload: bytes | str) -> ImMsg:
     """
     try:
         _check_utf8(payload)
-        return _decoder.decode(payload)
+        msg = _decoder.decode(payload)
+        _check_no_nul(payload)
+        return msg
     except Exception as exc:
         raise ImError(
             ErrorCode.BAD_REQUEST,
@@ -52,7 +54,9 @@ def decode_as(decoder: msgspec.json.Decoder[T], payload: bytes | str, what: str)
     raises ``ImError(BAD_REQUEST)`` for anything it cannot decode, as ``decode`` does."""
     try:
         _check_utf8(payload)
-        return decoder.decode(payload)
+        value = decoder.decode(payload)
+        _check_no_nul(payload)
+        return value
     except Exception as exc:
         raise ImError(ErrorCode.BAD_REQUEST, refusal(exc, what)) from None
 
@@ -66,6 +70,30 @@ def _check_utf8(payload: bytes | str) -> None:
         payload.decode()
 
 
+class NulInText(ValueError):
+    """A string holds U+0000."""
+
+
+def _check_no_nul(payload: bytes | str) -> None:
+    """Raise ``NulInText`` if a string of the JSON text holds U+0000 (``\\u0000``, the only
+    way JSON can carry it). PostgreSQL's text types cannot store it, so every backend refuses
+    it alike, here, before anything is stored. The quick test looks at the bytes; only a
+    payload that holds the escape (or an escaped backslash before ``u0000``) is walked."""
+    escape = b"\\u0000" if isinstance(payload, bytes) else "\\u0000"
+    if escape in payload and _has_nul(msgspec.json.decode(payload)):  # type: ignore[operator]
+        raise NulInText
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def refusal(exc: Exception, what: str) -> str:
     """The reason given to a peer whose input failed to decode with ``exc``."""
     if isinstance(exc, msgspec.ValidationError):
@@ -74,6 +102,8 @@ def refusal(exc: Exception, what: str) -> str:
         return f"malformed JSON: {exc}"
     if isinstance(exc, UnicodeDecodeError):  # msgspec checks UTF-8 only when it builds a str
         return f"malformed JSON: invalid UTF-8 at byte {exc.start}"
+    if isinstance(exc, NulInText):
+        return f"invalid {what}: text may not contain U+0000 (NUL)"
     if isinstance(exc, RecursionError):
         return "malformed JSON: nested too deeply"
     return f"malformed JSON: {type(exc).__name__}"

@@ -18,6 +18,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 
@@ -108,14 +109,20 @@ class Script:
         if self._guarded:
             await conn.exec_driver_sql(f"SAVEPOINT {self._SAVEPOINT}")
         for sql, params, _many, out, expect in self._steps:
-            result = await conn.exec_driver_sql(sql, params)
-            if out is not None:
-                rows = [tuple(r) for r in result]
+            try:
+                result = await conn.exec_driver_sql(sql, params)
+            except IntegrityError as exc:
+                if expect is None or not _duplicate_key(exc):
+                    raise
+                rows = None  # MySQL: the insert stopped at a row that collided
+            else:
+                rows = [tuple(r) for r in result] if out is not None else []
+            if out is not None and rows is not None:
                 out.extend(rows)
-                if expect is not None and len(rows) < expect:
-                    await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self._SAVEPOINT}")
-                    await conn.exec_driver_sql(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
-                    return False
+            if expect is not None and (rows is None or len(rows) < expect):
+                await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self._SAVEPOINT}")
+                await conn.exec_driver_sql(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
+                return False
         if self._guarded:
             await conn.exec_driver_sql(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
         return True
@@ -145,10 +152,25 @@ class Script:
 
 def _skip_conflicts(dialect: str) -> tuple[str, str]:
     """How a dialect inserts rows skipping those that collide with a unique key: the verb,
-    and the clause before ``RETURNING``."""
+    and the clause before ``RETURNING``.
+
+    MySQL has no such clause that is safe: ``INSERT IGNORE`` turns every error of the
+    statement into a warning (a value truncated, a NULL made 0), not only duplicates, and
+    ``ON DUPLICATE KEY UPDATE`` returns no row for the duplicates to tell them apart. There
+    the insert is a plain one, and its duplicate-key error (the statement alone is undone)
+    says the same as a short ``RETURNING``: ``Script.run`` rolls the savepoint back."""
     if dialect in ("mysql", "mariadb"):
-        return "INSERT IGNORE INTO", ""
+        return "INSERT INTO", ""
     return "INSERT INTO", " ON CONFLICT DO NOTHING"  # SQLite, PostgreSQL
+
+
+MYSQL_DUPLICATE_KEY = 1062
+
+
+def _duplicate_key(exc: IntegrityError) -> bool:
+    """A MySQL/MariaDB duplicate-key error (ER_DUP_ENTRY)."""
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return bool(args) and args[0] == MYSQL_DUPLICATE_KEY
 
 
 @lru_cache(maxsize=256)

@@ -54,6 +54,24 @@ def _sqlite_file_problem(path: Path) -> str | None:
     return None
 
 
+# Strict: a value that does not fit (too long, out of range, NULL where none may be) is an
+# error, never a silent truncation or a zero; PostgreSQL and SQLite (with our checks) refuse
+# alike. ANSI_QUOTES is left out: SQLAlchemy quotes MySQL identifiers with backticks.
+MYSQL_SQL_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+
+
+def _mysql_url(url: str) -> str:
+    """The URL with ``charset=utf8mb4`` unless it names one: 4-byte characters (emoji) must
+    round-trip, and MySQL's ``utf8`` holds three bytes at most."""
+    parsed = make_url(url)
+    if "charset" in parsed.query:
+        return url
+    return parsed.update_query_dict({"charset": "utf8mb4"}).render_as_string(hide_password=False)
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; on SQLite: WAL (readers never block the writer), full fsync on commit
     (an acknowledged message survives power loss), and a busy timeout for a second process
@@ -66,8 +84,31 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
     No connection checkpoints the WAL inside a commit (``wal_autocheckpoint=0``): SQLite would
     copy the WAL into the database inside whichever commit takes it past 1,000 pages, and every
-    message waiting on that commit would wait milliseconds longer. ``Checkpointer`` does it."""
+    message waiting on that commit would wait milliseconds longer. ``Checkpointer`` does it.
+
+    PostgreSQL and MySQL/MariaDB: READ COMMITTED (MariaDB's default is REPEATABLE READ, whose
+    snapshot would hide a row another writer committed after our transaction's first read,
+    such as the copy of a message a retry at another node stored: see docs/architecture.md),
+    pooled connections checked before use; on MySQL/MariaDB a strict ``sql_mode`` and utf8mb4
+    with a binary collation for the session."""
+    backend = make_url(url).get_backend_name()
+    if backend != "sqlite":
+        # A pooled connection the database dropped (a restart, a failover) is found before
+        # use and replaced, instead of failing the request that drew it.
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
+    if backend in ("mysql", "mariadb"):
+        url = _mysql_url(url)
     engine = create_async_engine(url, **kwargs)
+    if backend in ("mysql", "mariadb"):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _mysql_session(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f"SET SESSION sql_mode = '{MYSQL_SQL_MODE}'")
+            cur.execute("SET NAMES utf8mb4 COLLATE utf8mb4_nopad_bin")
+            cur.close()
+
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")

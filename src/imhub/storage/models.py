@@ -21,10 +21,14 @@ from sqlalchemy import (
     false,
     func,
 )
+from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so BIGINT becomes INTEGER there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# A body up to the frame limit: MySQL's TEXT holds 64 KiB of bytes, not of characters
+# (migration 0004; text columns there are utf8mb4 with the utf8mb4_nopad_bin collation).
+Body = Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -103,7 +107,7 @@ class PersonMsg(Audited, Base):
     to_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     client_type: Mapped[int] = mapped_column(Integer, nullable=False)
     body_type: Mapped[int] = mapped_column(Integer, nullable=False)
-    body: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Body, nullable=False)
     voice_time: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cancel_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     read_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -129,7 +133,7 @@ class TeamMsg(Audited, Base):
     client_type: Mapped[int] = mapped_column(Integer, nullable=False)
     msg_type: Mapped[int] = mapped_column(Integer, nullable=False)
     body_type: Mapped[int] = mapped_column(Integer, nullable=False)
-    body: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Body, nullable=False)
     voice_time: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cancel_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     read_flag: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -166,7 +170,7 @@ class Notice(Base):
     notice_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     from_user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     body_type: Mapped[int] = mapped_column(Integer, nullable=False)
-    body: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Body, nullable=False)
     send_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
