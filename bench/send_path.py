@@ -10,6 +10,9 @@ CPU includes SQLite's thread. Not part of ``make bench``; for profiling work:
     taskset -c 0 .venv/bin/python -m bench.send_path --profile  # and the top of cProfile
     taskset -c 0 .venv/bin/python -m bench.send_path --pairs 1 --window 1 -n 3000
                                                    # one message per batch: the fixed cost
+    PYTHONPATH=src:. .venv/bin/python -m bench.send_path --backend postgresql
+                                    # on a throw-away PostgreSQL (or mariadb) started here,
+                                    # with the tests' settings (no fsync): CPU, not the disk
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ import argparse
 import asyncio
 import cProfile
 import pstats
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
+from sqlalchemy import insert
 
 from imhub.app import App
 from imhub.config import Config
 from imhub.protocol import codec
 from imhub.service.sessions import Session
+from imhub.storage.models import users_table
 
 ANSWER = b'{"msgType":4'
 
@@ -58,8 +63,13 @@ def _message(to_user: int, n: int) -> bytes:
     )
 
 
-async def _run(data: Path, pairs: int, window: int, total: int, profile: bool) -> None:
-    app = App(Config(data_dir=data, token_secret="s" * 32, api_key="k" * 32))
+async def _run(data: Path, url: str, pairs: int, window: int, total: int, profile: bool) -> None:
+    app = App(Config(data_dir=data, database_url=url, token_secret="s" * 32, api_key="k" * 32))
+    async with app.engine.begin() as conn:
+        await conn.execute(
+            insert(users_table),
+            [{"username": f"u{i}", "mobile": "", "head_img": ""} for i in range(1, 2 * pairs + 1)],
+        )
     app.writer.start()
     dispatcher = app.gateway.dispatcher
     answered: asyncio.Queue[None] = asyncio.Queue()
@@ -108,20 +118,35 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        subprocess.run(
-            [sys.executable, "-m", "imhub", "migrate", "--data-dir", tmp],
-            check=True,
-            capture_output=True,
-        )
-        with sqlite3.connect(data / "imhub.db") as db:
-            db.executemany(
-                "insert into users (username, mobile, head_img) values (?, '', '')",
-                [(f"u{i}",) for i in range(1, 2 * args.pairs + 1)],
+        url, stop = _database(args.backend, data)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "imhub", "migrate", "--database-url", url],
+                check=True,
+                capture_output=True,
             )
-        uvloop.run(_run(data, args.pairs, args.window, args.n, args.profile))
+            uvloop.run(_run(data, url, args.pairs, args.window, args.n, args.profile))
+        finally:
+            stop()
+
+
+def _database(backend: str, data: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh database's URL, and how to stop its server (test services: no fsync)."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{data / 'imhub.db'}", lambda: None
+    from tests.services import MariaDB, Postgres
+
+    if backend == "postgresql":
+        pg = Postgres()
+        pg.admin("CREATE DATABASE bench")
+        return pg.url("bench"), pg.remove
+    mdb = MariaDB(data / "mariadb")
+    mdb.admin("CREATE DATABASE bench CHARACTER SET utf8mb4")
+    return mdb.url("bench"), mdb.stop
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ Each server is started once per test session, when a test first needs it, and st
 end by its pid. A missing binary skips the tests that need it, except in CI (``CI=true``),
 where it fails them: a green CI run must have run every backend.
 
-The database servers run with durability off (``fsync=off`` and the like): the tests kill
-processes, never the machine, and what a killed server committed is in the page cache.
+The database servers run without fsync (``fsync=off``, ``innodb_flush_log_at_trx_commit=2``):
+the tests kill processes, never the machine, and a commit still writes its log to the
+kernel before it returns, so what a killed server acknowledged survives its restart.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class Postgres:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+            " -c full_page_writes=off -c max_connections=300"
             " -c shared_buffers=64MB"
         )
         self._as_owner(
@@ -189,7 +190,7 @@ class MariaDB:
             ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.data}",
              f"--socket={self.sock}", f"--port={self.port}", "--bind-address=127.0.0.1",
              f"--pid-file={self.root / 'pid'}", f"--log-error={self.root / 'err.log'}",
-             "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0",
+             "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2",
              "--innodb-doublewrite=0", "--innodb-buffer-pool-size=128M",
              "--innodb-log-file-size=64M", "--skip-log-bin", "--max-connections=300"],
             stdin=subprocess.DEVNULL,

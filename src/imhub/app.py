@@ -39,9 +39,10 @@ from imhub.service.sessions import SessionRegistry
 from imhub.service.system import SystemMessageService
 from imhub.service.teams import TeamService
 from imhub.service.users import UserService
+from imhub.storage.caches import StorageCaches
 from imhub.storage.chats import EnsurePairs, Pairs
 from imhub.storage.conversations import Sequences
-from imhub.storage.database import Checkpointer, create_engine, ping
+from imhub.storage.database import Checkpointer, ExclusiveLock, LockedError, create_engine, ping
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
 from imhub.storage.notices import ClaimOnLogin
@@ -67,6 +68,7 @@ class App:
         self.metrics = metrics = Metrics()
         self.engine = engine = create_engine(config.db_url)
         self.checkpointer = Checkpointer(engine)
+        self.lock = ExclusiveLock(engine)
         # State the writer keeps between batches (caches of what only it changes), kept only
         # from transactions that committed.
         tx = Transaction()
@@ -77,8 +79,14 @@ class App:
         self.registry = registry = SessionRegistry()
         self.auth = TokenAuthority(config.token_secret)
 
-        sequences, pairs, teams = Sequences(tx), Pairs(tx), Teams(tx)
-        known_users = KnownUsers(tx)
+        # SQLite is one process's database (``storage.database.ExclusiveLock``); on the
+        # others several servers may write, and the writer's caches are checked against the
+        # database in each transaction (docs/architecture.md, "Several writers").
+        shared = engine.dialect.name != "sqlite"
+        sequences = Sequences(tx, shared=shared)
+        pairs, teams = Pairs(tx), Teams(tx, sequences=sequences)
+        known_users = KnownUsers(tx, shared=shared)
+        self.caches = StorageCaches(known_users, teams)
         membership = Membership(engine, teams)
         delivery = Delivery(registry)
 
@@ -177,6 +185,11 @@ class App:
         if pending:
             await self.engine.dispose()
             raise SystemExit("the database is not migrated: run `imhub migrate` first")
+        try:
+            self.lock.acquire()
+        except LockedError as exc:
+            await self.engine.dispose()
+            raise SystemExit(str(exc)) from None
         self.writer.start()
         self.checkpointer.start()
         try:
@@ -185,6 +198,7 @@ class App:
             await self.checkpointer.stop()
             await self.writer.close()
             await self.engine.dispose()
+            self.lock.release()
             where = f"{self.config.host}:{self.config.port}"
             raise SystemExit(
                 f"cannot listen on {where}: {exc.strerror or exc}"
@@ -197,6 +211,7 @@ class App:
         await self.checkpointer.stop()
         await self.writer.close()
         await self.engine.dispose()
+        self.lock.release()
 
 
 async def serve(config: Config) -> None:

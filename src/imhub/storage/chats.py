@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ImError
@@ -61,21 +65,40 @@ class Pairs:
         missing = pairs - known.keys()
         if not missing:
             return known
+        await self._find(conn, missing, known)
+        new = sorted(missing - known.keys())
+        if new:
+            # Another writer may create the same pair at the same moment: rows that collide
+            # with the pair's unique key are skipped (after waiting for that writer's commit)
+            # and then read like the others. In pair order, so two writers cannot deadlock.
+            await conn.execute(_insert_skipping_duplicates(conn.dialect.name), [
+                {"event_type": PERSON, "from_user_id": a, "to_user_id": b, "team_id": 0}
+                for a, b in new
+            ])  # fmt: skip
+            await self._find(conn, set(new), known)
+        return known
+
+    async def _find(
+        self, conn: AsyncConnection, pairs: set[tuple[int, int]], known: dict[tuple[int, int], int]
+    ) -> None:
         found = await select_where_pairs_in(
-            conn, _PAIR_COLUMNS, chat_t, ("from_user_id", "to_user_id"), sorted(missing)
+            conn, _PAIR_COLUMNS, chat_t, ("from_user_id", "to_user_id"), sorted(pairs)
         )
+        ids = self._ids
         for a, b, chat_id, event_type, team_id in found:
             if event_type == PERSON and team_id == 0:
                 known[(a, b)] = ids[(a, b)] = chat_id
-        for a, b in sorted(missing - known.keys()):
-            known[(a, b)] = ids[(a, b)] = (
-                await conn.execute(
-                    insert(chat_t)
-                    .values(event_type=PERSON, from_user_id=a, to_user_id=b, team_id=0)
-                    .returning(chat_t.c.chat_id)
-                )
-            ).scalar_one()
-        return known
+
+
+def _insert_skipping_duplicates(dialect: str) -> Any:
+    """An INSERT of pair rows that skips those that exist (and nothing else: MySQL's
+    ``INSERT IGNORE`` would also turn errors into warnings)."""
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql_insert(chat_t)
+        return stmt.on_duplicate_key_update(chat_id=stmt.table.c.chat_id)
+    if dialect == "postgresql":
+        return pg_insert(chat_t).on_conflict_do_nothing()
+    return sqlite_insert(chat_t).on_conflict_do_nothing()
 
 
 async def get_chat(engine: AsyncEngine, chat_id: int) -> ChatRow | None:

@@ -220,37 +220,75 @@ async def messages_before(
 
 
 class Sequences:
-    """The last sequence number of each conversation, allocated by the writer only.
+    """The last sequence number of each conversation, handed out inside the writer.
 
-    Loaded from ``chat.last_seq`` / ``team.last_seq`` on first use; written back in the same
-    transaction as the rows that use the numbers. One writer per database makes the cache
-    exact, and numbers handed out in a transaction that does not commit are never kept
-    (``staged.Staged``), so a failed write consumes no number.
+    One writer per database (SQLite, ``shared=False``): loaded from ``chat.last_seq`` /
+    ``team.last_seq`` on first use and cached; the writer is the only one to change them, so
+    the cache is exact. Numbers handed out in a transaction that does not commit are never
+    kept (``staged.Staged``), so a failed write consumes no number.
+
+    Several writers (PostgreSQL, MySQL/MariaDB, ``shared=True``): the conversation's row is
+    the allocator all writers agree on. ``load`` reads ``last_seq`` with ``SELECT … FOR
+    UPDATE``, in id order (groups first, then chats) so that two writers cannot wait on each
+    other, and the row stays locked until the transaction ends; the numbers are written back
+    in the same transaction. Nothing is kept past the transaction. Locks are taken before any
+    savepoint of the batch, since rolling back to a savepoint may release the locks taken
+    after it (PostgreSQL does). The team row's ``version`` (bumped by every membership
+    change) is read under the same lock, for ``teams.Teams`` to check its member lists by.
+
+    In both cases the value written back is in the row, and the row's unique ``(conversation,
+    seq)`` key on the messages backs it up.
     """
 
-    def __init__(self, tx: Transaction, cache_max: int = 200_000) -> None:
-        self._last: Staged[int, int] = Staged(tx, cache_max)
+    def __init__(self, tx: Transaction, cache_max: int = 200_000, shared: bool = False) -> None:
+        self.shared = shared
+        self._last: Staged[int, int] | dict[int, int]
+        if shared:
+            self._last = {}  # rows locked by the open transaction
+            tx.scratch(self._last.clear)
+        else:
+            self._last = Staged(tx, cache_max)
+        # Group -> (version, dissolved) read under the row's lock; None: no such group.
+        self._teams: dict[int, tuple[int, bool] | None] = {}
+        tx.scratch(self._teams.clear)
         self._unsaved: set[int] = set()  # numbers handed out and not yet in a script
         tx.scratch(self._unsaved.clear)
 
     async def load(self, conn: AsyncConnection, convs: Iterable[int]) -> None:
         """Make sure the last numbers of ``convs`` are known (one query per kind for those
-        not cached), so that ``bump`` can hand out the next ones without waiting."""
+        not known yet; shared: locked), so that ``bump`` can hand out the next ones without
+        waiting."""
         last = self._last
         missing = {c for c in convs if c not in last}
         if not missing:
             return
-        for team, table, key in (
-            (False, chat_t, chat_t.c.chat_id),
-            (True, team_t, team_t.c.team_id),
-        ):
-            ids = [-c if team else c for c in missing if (c < 0) == team]
-            if ids:
-                found = dict(
-                    (await conn.execute(select(key, table.c.last_seq).where(key.in_(ids)))).all()
-                )
-                for i in ids:
-                    last[-i if team else i] = int(found.get(i) or 0)
+        teams = sorted(-c for c in missing if c < 0)
+        chats = sorted(c for c in missing if c > 0)
+        if teams:
+            stmt = select(team_t.c.team_id, team_t.c.last_seq, team_t.c.version,
+                          team_t.c.delete_flag).where(team_t.c.team_id.in_(teams))  # fmt: skip
+            if self.shared:
+                stmt = stmt.order_by(team_t.c.team_id).with_for_update()
+            found = {int(t): (int(s), int(v), bool(d)) for t, s, v, d in await conn.execute(stmt)}
+            for t in teams:
+                seq, version, dissolved = found.get(t, (0, 0, True))
+                last[-t] = seq
+                self._teams[t] = (version, dissolved) if t in found else None
+        if chats:
+            chat_stmt: Select[Any] = select(chat_t.c.chat_id, chat_t.c.last_seq).where(
+                chat_t.c.chat_id.in_(chats)
+            )
+            if self.shared:
+                chat_stmt = chat_stmt.order_by(chat_t.c.chat_id).with_for_update()
+            found_chats = {int(c): int(s) for c, s in await conn.execute(chat_stmt)}
+            for c in chats:
+                last[c] = found_chats.get(c, 0)
+
+    async def team_version(self, conn: AsyncConnection, team_id: int) -> tuple[int, bool] | None:
+        """Shared: the group's (version, dissolved) under its row's lock; None: no group."""
+        if team_id not in self._teams or -team_id not in self._last:
+            await self.load(conn, (-team_id,))
+        return self._teams.get(team_id)
 
     async def last(self, conn: AsyncConnection, conv: int) -> int:
         await self.load(conn, (conv,))
@@ -282,8 +320,8 @@ class Sequences:
         if not self._unsaved:
             return
         last = self._last
-        chats = [{"c": c, "s": last[c]} for c in self._unsaved if c > 0]
-        teams = [{"c": -c, "s": last[c]} for c in self._unsaved if c < 0]
+        chats = [{"c": c, "s": last[c]} for c in sorted(self._unsaved) if c > 0]
+        teams = [{"c": -c, "s": last[c]} for c in sorted(self._unsaved) if c < 0]
         script.execute_many(_SAVE_CHAT, chats)
         script.execute_many(_SAVE_TEAM, teams)
         self._unsaved.clear()

@@ -4,7 +4,9 @@ and the WAL checkpoints that keep commits short."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,65 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.close()
 
     return engine
+
+
+# Errors that say "another transaction was in the way; the same work may succeed now":
+# PostgreSQL's serialization failure, deadlock and lock-not-available (SQLSTATE), MySQL's
+# deadlock and lock-wait timeout (error numbers).
+_PG_TRANSIENT = frozenset({"40001", "40P01", "55P03"})
+_MYSQL_TRANSIENT = frozenset({1213, 1205})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a conflict between writers that a retry of the whole transaction
+    may get past (several servers on one database)."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state in _PG_TRANSIENT:
+        return True
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in _MYSQL_TRANSIENT
+
+
+class LockedError(Exception):
+    """Another server holds the SQLite database."""
+
+
+class ExclusiveLock:
+    """One server per SQLite database: ``imhub serve`` holds an exclusive ``flock`` on the
+    database file while it runs, and a second one refuses to start. The writer's caches
+    assume it is the only writer there (several servers need PostgreSQL or MySQL/MariaDB).
+    ``flock`` is apart from SQLite's own POSIX locks, so other tools (``imhub user add``)
+    still open the file beside the server; the kernel drops the lock when the process ends,
+    however it ends. Does nothing on other databases."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        url = engine.url
+        self._path: Path | None = None
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            self._path = Path(url.database)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._path is None or self._fd is not None:
+            return
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockedError(
+                f"the SQLite database {self._path} is in use by another imhub server: SQLite"
+                " takes one server; run several on PostgreSQL or MySQL/MariaDB"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class Checkpointer:

@@ -107,6 +107,11 @@ class StoreMessages:
         recipients = await self._users.existing(
             conn, {m.to_user_id for m in items if not m.team_id} | {m.from_user_id for m in items}
         )
+        if self._seqs.shared:
+            # Lock the groups' rows first, all at once and in id order (``Sequences``): the
+            # membership checks below are then made against what no one can change before
+            # this transaction ends.
+            await self._seqs.load(conn, {-m.team_id for m in items if m.team_id})
         first_of: dict[tuple[bool, int, str], int] = {}
         # (index, the group's conversation key or the one-to-one pair, audience)
         fresh: list[tuple[int, int | tuple[int, int], frozenset[int]]] = []

@@ -211,6 +211,7 @@ class MoveReads:
         self, conn: AsyncConnection, items: Sequence[ReadIn]
     ) -> list[tuple[int, int] | ImError]:
         moves = []
+        await self._seqs.load(conn, {item.conv for item in items})  # (in one stable order)
         before = [await read_position(conn, item.user_id, item.conv) for item in items]
         for item in items:
             last = await self._seqs.last(conn, item.conv)

@@ -111,6 +111,16 @@ class Staged(Generic[K, V]):
     def has_committed(self, key: K) -> bool:
         return key in self._committed
 
+    def forget(self, key: K | None = None) -> None:
+        """Drop ``key`` (None: everything) from the map, committed and pending: the next use
+        reads the database again. For entries another process may have changed."""
+        if key is None:
+            self._committed.clear()
+            self._pending.clear()
+        else:
+            self._committed.pop(key, None)
+            self._pending.pop(key, None)
+
     def _fold(self) -> None:
         if len(self._committed) + len(self._pending) > self._limit:
             self._committed.clear()

@@ -35,19 +35,39 @@ class TeamInfo:
     name: str
     owner: int
     members: frozenset[int]
+    version: int = 0  # team.version when this was read: bumped by every membership change
 
 
 class Teams:
     """Group membership, cached; loaded and changed inside the writer's transaction only, so
     the writer's checks and the cache always agree, and a change counts for readers outside
-    the writer once its transaction committed (``staged.Staged``)."""
+    the writer once its transaction committed (``staged.Staged``).
 
-    def __init__(self, tx: Transaction, cache_max: int = 50_000) -> None:
+    With several writers on the database (``Sequences.shared``) another node may change a
+    group: inside the writer a cached entry is used only if the team row's ``version``, read
+    under the row's lock in this transaction, is still the one it was loaded at (else the
+    members are read again, under that lock, so no change can slip in before the commit);
+    outside the writer the committed rows are read every time."""
+
+    def __init__(
+        self, tx: Transaction, cache_max: int = 50_000, sequences: Sequences | None = None
+    ) -> None:
         self._cache: Staged[int, TeamInfo | None] = Staged(tx, cache_max)
+        self._seqs = sequences if sequences is not None and sequences.shared else None
 
     async def get(self, conn: AsyncConnection, team_id: int) -> TeamInfo | None:
         """Inside the writer: from the cache, loading it on a miss."""
         cache = self._cache
+        if self._seqs is not None:
+            locked = await self._seqs.team_version(conn, team_id)
+            if locked is None or locked[1]:
+                return None  # no such group, or dissolved
+            if team_id in cache:
+                info = cache[team_id]
+                if info is not None and info.version == locked[0]:
+                    return info
+            info = cache[team_id] = await _load(conn, team_id)
+            return info
         if team_id in cache:
             return cache[team_id]
         info = cache[team_id] = await _load(conn, team_id)
@@ -56,7 +76,7 @@ class Teams:
     async def read(self, engine: AsyncEngine, team_id: int) -> TeamInfo | None:
         """Outside the writer: the committed cache, or the committed rows (which do not enter
         the cache, so a read racing a change cannot put an old member list back)."""
-        if self._cache.has_committed(team_id):
+        if self._seqs is None and self._cache.has_committed(team_id):
             return self._cache.committed(team_id)
         async with engine.connect() as conn:
             return await _load(conn, team_id)
@@ -67,11 +87,17 @@ class Teams:
     def drop(self, team_id: int) -> None:
         self._cache[team_id] = None
 
+    def forget(self, team_id: int | None = None) -> None:
+        """Outside the writer: drop what is cached of one group (None: of every group), for a
+        node told by the cluster that another changed it. Never needed for correctness (the
+        version check above), it frees the memory of a stale entry."""
+        self._cache.forget(team_id)
+
 
 async def _load(conn: AsyncConnection, team_id: int) -> TeamInfo | None:
     row = (
         await conn.execute(
-            select(team_t.c.team_name, team_t.c.team_admin).where(
+            select(team_t.c.team_name, team_t.c.team_admin, team_t.c.version).where(
                 team_t.c.team_id == team_id,
                 team_t.c.delete_flag == False,  # noqa: E712
             )
@@ -86,7 +112,7 @@ async def _load(conn: AsyncConnection, team_id: int) -> TeamInfo | None:
             chat_t.c.delete_flag == False,  # noqa: E712
         )
     )
-    return TeamInfo(team_id, row[0], row[1], frozenset(members.scalars()))
+    return TeamInfo(team_id, row[0], row[1], frozenset(members.scalars()), int(row[2]))
 
 
 @dataclass(slots=True, frozen=True)
@@ -237,6 +263,15 @@ class ApplyTeamOps:
         text: str,
     ) -> TeamChanged:
         mid = f"team-{op.op}-{after.team_id}-{seq}"  # the server's, apart from clients' ids
+        if op.op != CREATE:
+            # Every change moves the version: another writer's cached member list of this
+            # group is then read again (``Teams.get``).
+            await conn.execute(
+                update(team_t)
+                .where(team_t.c.team_id == after.team_id)
+                .values(version=team_t.c.version + 1)
+            )
+            after = replace(after, version=before.version + 1)
         (event,) = await store_rows(
             conn,
             [

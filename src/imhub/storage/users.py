@@ -103,20 +103,34 @@ class KnownUsers:
     final, so the answer is kept too). Entries count once the transaction that read or wrote
     them committed (``staged.Staged``)."""
 
-    def __init__(self, tx: Transaction, cache_max: int = 1_000_000) -> None:
+    def __init__(self, tx: Transaction, cache_max: int = 1_000_000, shared: bool = False) -> None:
         self._ids: Staged[int, bool] = Staged(tx, cache_max)
+        # Several writers on the database: another may delete a user at any time, so only
+        # a deletion (final) is trusted from the cache; "exists" is asked again each batch
+        # (one query for all the batch's users).
+        self._shared = shared
 
     async def existing(self, conn: AsyncConnection, user_ids: set[int]) -> set[int]:
         """Inside the writer: the ids among ``user_ids`` of users who exist."""
         known = self._ids
-        unknown = {u for u in user_ids if u not in known}
+        if self._shared:
+            unknown = {u for u in user_ids if u not in known or known[u]}
+        else:
+            unknown = {u for u in user_ids if u not in known}
         found = await existing_users(conn, unknown)
-        known.update((u, True) for u in found)
+        if not self._shared:
+            known.update((u, True) for u in found)
         return {u for u in user_ids - unknown if known[u]} | found
 
     def forget(self, user_id: int) -> None:
         """Inside the writer: the user was deleted in the open transaction."""
         self._ids[user_id] = False
+
+    def invalidate(self, user_id: int | None = None) -> None:
+        """Outside the writer: another node deleted ``user_id`` (None: forget every user),
+        so the next batch that names them asks the database. The cluster calls this when it
+        hears of a deletion; a ``False`` (deleted) is final and never goes stale."""
+        self._ids.forget(user_id)
 
 
 class DeleteUsers:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,9 +26,13 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.database import transient
 from imhub.storage.staged import Transaction
 
 log = logging.getLogger(__name__)
+
+TRANSIENT_RETRIES = 5  # tries of a batch that meets another writer (deadlock, lock timeout)
+RETRY_PAUSE = 0.005  # seconds before the second try; doubled each time, with jitter
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -155,7 +160,7 @@ class BatchWriter:
             jobs = [self._queue.popleft() for _ in range(n)]
             began = time.perf_counter()
             try:
-                results = await self._apply(jobs)
+                results = await self._apply_retrying(jobs)
             except Exception as exc:
                 log.warning("batch of %d writes failed (%r); retrying them one by one", n, exc)
                 results = [await self._apply_alone(job) for job in jobs]
@@ -192,9 +197,23 @@ class BatchWriter:
         tx.commit()
         return results
 
+    async def _apply_retrying(self, jobs: list[_Job[Any, Any]]) -> list[Any]:
+        """``_apply``, tried again as a whole (a few times, with a growing pause) when another
+        writer on the database was in the way: a deadlock, a lock timeout, a serialization
+        failure. Nothing of a failed try is kept, so the next one starts afresh."""
+        for attempt in range(TRANSIENT_RETRIES):
+            try:
+                return await self._apply(jobs)
+            except Exception as exc:
+                if not transient(exc) or attempt == TRANSIENT_RETRIES - 1:
+                    raise
+                log.info("batch of %d writes met another writer (%r); again", len(jobs), exc)
+                await asyncio.sleep(RETRY_PAUSE * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
     async def _apply_alone(self, job: _Job[Any, Any]) -> Any:
         try:
-            return (await self._apply([job]))[0]
+            return (await self._apply_retrying([job]))[0]
         except Exception as exc:
             log.error("write failed: %r", exc)
             return ImError(ErrorCode.INTERNAL, "storage failed; nothing was stored, retry")

@@ -1,0 +1,222 @@
+"""Several servers writing to one PostgreSQL or MariaDB database at once: sequence numbers
+stay gap-free per conversation, every acknowledged message is stored once where its answer
+said, a retry sent to two servers at once is stored once, a new pair gets one chat row, and a
+member removed through one server cannot post through another. (Live delivery between servers
+is the cluster's: these tests check storage and the answers.) SQLite takes one server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.helpers import TIMEOUT, Client, ServerProcess
+
+SERVERS = 3
+
+
+@pytest.fixture
+def shared(backend: str) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite takes one server (see test_a_second_server_on_sqlite_refuses)")
+
+
+async def answers_to(client: Client, mids: list[str]) -> dict[str, dict[str, Any]]:
+    """Read until every id in ``mids`` has its answer (chat_answer or error), skipping the
+    rest (deliveries, receipts)."""
+    want, got = set(mids), {}
+    async with asyncio.timeout(TIMEOUT * 6):
+        while want - got.keys():
+            msg = await client.recv(TIMEOUT * 6)
+            if msg["msgType"] in (4, 8) and msg.get("msgIdClient") in want:
+                got[msg["msgIdClient"]] = msg
+    return got
+
+
+async def test_writers_on_one_database_keep_every_conversation_in_order(
+    shared: None, make_server: Callable[..., ServerProcess]
+) -> None:
+    first = make_server()
+    servers = [first] + [make_server(database=first.database) for _ in range(SERVERS - 1)]
+    users = [await first.add_user(f"u{i}") for i in range(6)]
+    # Every user on every server: a send goes through any of them.
+    conns: dict[tuple[int, int], Client] = {}
+    for u in users:
+        for s, srv in enumerate(servers):
+            conns[(u, s)] = c = await srv.connect()
+            await c.login(srv.token(u))
+    owner = conns[(users[0], 0)]
+    await owner.send({"msgType": 16, "teamName": "all", "memberIds": users[1:]})
+    while "code" not in (created := await owner.expect(16)):
+        pass
+    team = created["teamId"]
+    rng = random.Random(7)
+    plan: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for u in users:
+        for i in range(40):
+            msg: dict[str, Any] = {"msgType": 3, "msgIdClient": f"{u}-{i}", "body": f"{u}:{i}"}
+            if i % 3 == 0:
+                msg["teamId"] = team
+            else:
+                msg["toUserId"] = rng.choice([v for v in users if v != u])
+            # Each message through one server; every fifth also through a second one at the
+            # same moment (a retry racing the first copy).
+            s = rng.randrange(SERVERS)
+            plan[(u, s)].append(msg)
+            if i % 5 == 0:
+                plan[(u, (s + 1) % SERVERS)].append(msg)
+
+    async def send_all(key: tuple[int, int]) -> dict[str, dict[str, Any]]:
+        for msg in plan[key]:
+            await conns[key].send(msg)
+        return await answers_to(conns[key], [m["msgIdClient"] for m in plan[key]])
+
+    keys = list(plan)
+    results = await asyncio.gather(*(send_all(k) for k in keys))
+    acked: dict[tuple[int, str], set[tuple[int, int, int]]] = defaultdict(set)
+    for (u, _), answers in zip(keys, results, strict=True):
+        for mid, ans in answers.items():
+            assert ans["msgType"] == 4 and ans["code"] == 0, ans
+            conv = ans.get("chatId") or -ans["teamId"]
+            acked[(u, mid)].add((conv, ans["seq"], ans["msgIdServer"]))
+    # Both copies of a raced retry got the same answer; every message was answered.
+    assert all(len(v) == 1 for v in acked.values()), [v for v in acked.values() if len(v) > 1]
+    assert len(acked) == len(users) * 40
+    db = first.database
+    for table, key, head in (
+        ("person_msg", "chat_id", "select chat_id, last_seq from chat where event_type = 0"),
+        ("team_msg", "team_id", "select team_id, last_seq from team"),
+    ):
+        for conv, last in db.sql(head):
+            seqs = [s for (s,) in db.sql(f"select seq from {table} where {key}=? order by seq",
+                                         conv)]  # fmt: skip
+            assert seqs == list(range(1, last + 1)), (table, conv, last, seqs)
+    for (u, mid), ((conv, seq, msg_id),) in acked.items():
+        table, key = ("team_msg", "team_id") if conv < 0 else ("person_msg", "chat_id")
+        ident = "team_msg_id" if conv < 0 else "person_msg_id"
+        rows = db.sql(
+            f"select {key}, seq, {ident} from {table} where from_user_id=? and msg_id_client=?",
+            u,
+            mid,
+        )
+        assert rows == [(abs(conv), seq, msg_id)], (u, mid, rows)
+    assert db.count("select count(*) from person_msg") + db.count(
+        "select count(*) from team_msg where msg_type = 3"
+    ) == len(acked)
+    pairs = db.sql("select from_user_id, to_user_id from chat where event_type = 0")
+    assert len(pairs) == len(set(pairs))
+
+
+async def test_a_new_pair_written_from_two_servers_at_once_gets_one_chat(
+    shared: None, make_server: Callable[..., ServerProcess]
+) -> None:
+    first = make_server()
+    second = make_server(database=first.database)
+    for round_ in range(10):
+        a_id, b_id = await first.add_user(f"a{round_}"), await first.add_user(f"b{round_}")
+        a = await first.connect()
+        await a.login(first.token(a_id))
+        b = await second.connect()
+        await b.login(second.token(b_id))
+        await asyncio.gather(
+            a.send({"msgType": 3, "toUserId": b_id, "msgIdClient": "hi", "body": "from a"}),
+            b.send({"msgType": 3, "toUserId": a_id, "msgIdClient": "hi", "body": "from b"}),
+        )
+        x, y = await answers_to(a, ["hi"]), await answers_to(b, ["hi"])
+        assert x["hi"]["chatId"] == y["hi"]["chatId"], (x, y)
+        assert sorted([x["hi"]["seq"], y["hi"]["seq"]]) == [1, 2]
+        await a.close()
+        await b.close()
+    assert first.count("select count(*) from chat where event_type = 0") == 10
+
+
+async def test_membership_changed_through_one_server_holds_at_another(
+    shared: None, make_server: Callable[..., ServerProcess]
+) -> None:
+    first = make_server()
+    second = make_server(database=first.database)
+    owner, o = await first.online("owner")
+    x_id, y_id, z_id = [await first.add_user(n) for n in ("x", "y", "z")]
+    x = await second.connect()
+    await x.login(second.token(x_id))
+    y = await second.connect()
+    await y.login(second.token(y_id))
+    await o.send({"msgType": 16, "teamName": "g", "memberIds": [x_id, z_id]})
+    while "code" not in (created := await o.expect(16)):
+        pass
+    team = created["teamId"]
+    # The second server's writer caches the group's members while x posts.
+    assert (await x.chat_team(team, "before", "in"))["code"] == 0
+    await o.send({"msgType": 18, "teamId": team, "memberIds": [x_id]})  # removed at first
+    while "code" not in (removed := await o.expect(18)):
+        pass
+    assert removed["code"] == 0, removed
+    await x.send({"msgType": 3, "teamId": team, "msgIdClient": "after", "body": "out"})
+    refused = (await answers_to(x, ["after"]))["after"]
+    assert refused["msgType"] == 8 and refused["code"] == 403, refused
+    await o.send({"msgType": 17, "teamId": team, "memberIds": [y_id]})  # added at first
+    while "code" not in await o.expect(17):
+        pass
+    assert (await y.chat_team(team, "new", "in"))["code"] == 0  # accepted at second
+    assert first.count("select count(*) from team_msg where msg_id_client = 'after'") == 0
+
+
+async def test_read_positions_never_move_back_across_servers(
+    shared: None, make_server: Callable[..., ServerProcess]
+) -> None:
+    first = make_server()
+    second = make_server(database=first.database)
+    alice, a = await first.online("alice")
+    bob = await first.add_user("bob")
+    chat = 0
+    for i in range(30):
+        chat = (await a.chat(bob, f"m{i}", "x"))["chatId"]
+    b1, b2 = await first.connect(), await second.connect()
+    await b1.login(first.token(bob))
+    await b2.login(second.token(bob))
+    ups, downs = list(range(1, 31, 2)), list(range(30, 0, -2))  # racing in opposite orders
+    await asyncio.gather(
+        *(b1.send({"msgType": 12, "chatId": chat, "seq": n, "msgIdClient": f"u{n}"}) for n in ups),
+        *(
+            b2.send({"msgType": 12, "chatId": chat, "seq": n, "msgIdClient": f"d{n}"})
+            for n in downs
+        ),
+    )
+    await read_answers(b1, {f"u{n}" for n in ups})
+    await read_answers(b2, {f"d{n}" for n in downs})
+    assert first.count("select to_read_seq from chat where chat_id = ?", chat) == 30
+
+
+async def read_answers(client: Client, mids: set[str]) -> None:
+    async with asyncio.timeout(TIMEOUT * 2):
+        while mids:
+            msg = await client.recv()
+            if msg["msgType"] == 12:
+                mids.discard(msg.get("msgIdClient", ""))
+
+
+def test_a_second_server_on_sqlite_refuses_to_start(
+    backend: str, make_server: Callable[..., ServerProcess]
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    first = make_server()
+    env = {**first.env, "IMHUB_PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "imhub", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=os.getcwd(),
+    )
+    assert done.returncode != 0
+    assert "in use by another imhub server" in done.stderr, done.stderr
+    assert first.proc.poll() is None  # the first one goes on
