@@ -1,0 +1,101 @@
+"""A database that goes away mid-stream and comes back (PostgreSQL stopped with an immediate
+shutdown, MariaDB killed): senders get retryable errors, never a false chat_answer; /readyz
+says the database is down, then up; the server reconnects by itself; and a client that kept
+sending through the outage ends with every message stored exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from imhub.client import Sent
+from tests.client.conftest import App
+from tests.databases import Databases, MariaDatabases, PostgresDatabases
+from tests.helpers import TIMEOUT, ServerProcess
+from tests.services import MariaDB, Postgres
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def outage_databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Databases]:
+    """A database server of this test's own, which it stops and starts."""
+    factory: Databases
+    if request.param == "postgresql":
+        factory = PostgresDatabases(Postgres())
+        yield factory
+        factory.server.remove()
+    else:
+        factory = MariaDatabases(
+            tmp_path_factory.mktemp("mdb"), MariaDB(tmp_path_factory.mktemp("mdb-server"))
+        )
+        yield factory
+        if factory.server.running:
+            factory.server.stop()
+
+
+async def ready(server: ServerProcess) -> int:
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/readyz") as resp:
+        return resp.status
+
+
+async def until_ready(server: ServerProcess, status: int) -> None:
+    """Until /readyz answers ``status`` (it asks the database each time)."""
+    async with asyncio.timeout(TIMEOUT * 6):
+        while True:  # a probe to poll: nothing announces the database's state
+            if await ready(server) == status:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def test_a_client_sending_through_a_database_outage_loses_nothing(
+    tmp_path: Path, outage_databases: Databases, make_app: Callable[..., App]
+) -> None:
+    db_server = outage_databases.server  # type: ignore[attr-defined]
+    server = ServerProcess(tmp_path / "server", outage_databases)
+    try:
+        alice, bob = await server.add_user("alice"), await server.add_user("bob")
+        a = make_app(f"tcp://127.0.0.1:{server.port}", server.token(alice), request_timeout=60.0)
+        b = make_app(f"ws://127.0.0.1:{server.port}/ws", server.token(bob))
+        await a.client.start()
+        await b.client.start()
+        total = 120
+        sends: list[asyncio.Task[Sent]] = []
+        carol, raw = await server.online("carol")  # a sender that sees its answers as they are
+        raw_answers: list[dict[str, object]] = []
+        for n in range(total):
+            sends.append(asyncio.create_task(a.client.send_chat(to_user=bob, body=f"m{n}")))
+            if n == 40:
+                db_server.stop(immediate=True)
+                await until_ready(server, 503)
+                for i in range(5):  # the database is down: each gets a retryable error
+                    await raw.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"raw{i}",
+                                    "body": "during"})  # fmt: skip
+                    while (answer := await raw.recv(TIMEOUT * 2))["msgType"] not in (4, 8):
+                        pass
+                    raw_answers.append(answer)
+            if n == 80:
+                db_server.start()
+                await until_ready(server, 200)
+            await asyncio.sleep(0.01)
+        results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 90)
+        assert [r for r in results if not isinstance(r, Sent)] == []
+        assert [x["msgType"] for x in raw_answers] == [8] * 5, raw_answers
+        assert {x["code"] for x in raw_answers} <= {500, 503}, raw_answers
+        assert [x["msgIdClient"] for x in raw_answers] == [f"raw{i}" for i in range(5)]
+        assert server.count("select count(*) from person_msg where from_user_id = ?", carol) == 0
+        # Every message stored exactly once, numbered 1..total with no gap.
+        rows = server.sql(
+            "select body, seq from person_msg where from_user_id = ? order by seq", alice
+        )
+        assert sorted(body for body, _ in rows) == sorted(f"m{n}" for n in range(total))
+        assert [seq for _, seq in rows] == list(range(1, total + 1))
+        await b.until(lambda: len(b.messages) >= total, 60)
+        assert sorted(m.body for m in b.messages) == sorted(f"m{n}" for n in range(total))
+        assert len(b.messages) == total
+    finally:
+        server.stop()
