@@ -45,11 +45,24 @@ def database_factories(
         factory.close()
 
 
+# The packages whose tests run on every backend; the others run on SQLite.
+EVERY_BACKEND = ("storage", "e2e", "client")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test of those packages that uses a database (``backend``, directly or through
+    ``server``, ``make_server``, ``databases``) runs once per backend (``-k postgresql``)."""
+    parts = Path(metafunc.definition.path).parts
+    package = parts[parts.index("tests") + 1] if "tests" in parts else ""
+    if "backend" in metafunc.fixturenames and package in EVERY_BACKEND:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def backend() -> str:
-    """The database under the servers of a test: SQLite here; the packages that run on every
-    backend override this fixture with one parameter per backend (``-k postgresql``)."""
-    return "sqlite"
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database under the servers of a test: one of ``BACKENDS`` where the test is
+    parametrized (above), SQLite elsewhere."""
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture(scope="session")

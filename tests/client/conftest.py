@@ -10,14 +10,7 @@ import pytest
 
 from imhub.client import ImClient, Message, State, StateChanged
 from imhub.client.events import Event
-from tests.databases import BACKENDS
 from tests.helpers import TIMEOUT
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """The client tests run on every database backend."""
-    return str(request.param)
 
 
 class App:

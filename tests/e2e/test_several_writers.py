@@ -13,11 +13,14 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.databases import Databases, bind
 from tests.helpers import TIMEOUT, Client, ServerProcess
+from tests.ops.watch import LoggedServer
 
 SERVERS = 3
 
@@ -220,3 +223,34 @@ def test_a_second_server_on_sqlite_refuses_to_start(
     assert done.returncode != 0
     assert "in use by another imhub server" in done.stderr, done.stderr
     assert first.proc.poll() is None  # the first one goes on
+
+
+async def test_a_batch_that_meets_another_writers_lock_is_tried_again(
+    shared: None, backend: str, databases: Databases, tmp_path: Path
+) -> None:
+    """Another transaction holds a conversation's row past the lock timeout: the writer's
+    batch fails with a lock timeout, is tried again as a whole, and succeeds once the lock is
+    gone; the sender gets its chat_answer, not an error."""
+    database = databases.fresh(tmp_path)
+    if backend == "postgresql":
+        name = database.url.rsplit("/", 1)[1]
+        database.sql(f"ALTER DATABASE {name} SET lock_timeout = '300ms'")
+    else:
+        database.sql("SET GLOBAL innodb_lock_wait_timeout = 1")
+    srv = LoggedServer(tmp_path / "server", database, log_level="INFO", log_format="json")
+    try:
+        alice, a = await srv.online("alice")
+        bob = await srv.add_user("bob")
+        chat = (await a.chat(bob, "first", "x"))["chatId"]
+        with database.engine.connect() as other:
+            other.execute(*bind("select last_seq from chat where chat_id = ? for update", (chat,)))
+            await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": "second", "body": "y"})
+            await srv.wait_for(lambda r: "met another writer" in r.get("msg", ""), TIMEOUT * 3)
+            other.rollback()  # the lock goes
+        answer = (await answers_to(a, ["second"]))["second"]
+        assert answer["msgType"] == 4 and answer["seq"] == 2, answer
+        assert srv.count("select last_seq from chat where chat_id = ?", chat) == 2
+    finally:
+        srv.stop()
+        if backend == "mariadb":
+            database.sql("SET GLOBAL innodb_lock_wait_timeout = 50")

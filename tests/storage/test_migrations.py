@@ -14,12 +14,7 @@ from sqlalchemy import inspect
 
 from imhub.storage.migrate import alembic_config, upgrade
 from imhub.storage.models import Base
-from tests.databases import BACKENDS, Database, Databases
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+from tests.databases import Database, Databases
 
 
 def revisions() -> list[str]:
