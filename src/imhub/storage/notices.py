@@ -133,6 +133,10 @@ _PENDING = (
         target_t.c.delivered == False,  # noqa: E712 - SQL expression
     )
     .order_by(target_t.c.notice_target_id)
+    # Locked: in a cluster another node may claim one of them at the same moment
+    # (``storage.catchup.ClaimNotice``); one of the two waits and then sees it delivered.
+    # (SQLite has one writer and no such clause.)
+    .with_for_update()
 )
 
 
