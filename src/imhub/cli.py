@@ -123,13 +123,12 @@ def serve(config: Config, reuse_port: bool) -> None:
 
     import uvloop
 
-    if config.workers > 1 or config.cluster:
-        if config.db_url.startswith("sqlite"):
-            raise click.UsageError(
-                "configuration: cluster and workers > 1 need a database that several "
-                "processes share (PostgreSQL or MariaDB: --database-url); SQLite is one "
-                "process's database"
-            )
+    if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
+        raise click.UsageError(
+            "configuration: cluster and workers > 1 need a database that several "
+            "processes share (PostgreSQL or MariaDB: --database-url); SQLite is one "
+            "process's database"
+        )
     if config.workers > 1:
         if not config.cluster:
             raise click.UsageError(
