@@ -278,7 +278,7 @@ class CrossNode:
             if user_id == row.from_user_id:
                 continue
             if any(conv in s.entered for s in self._registry.sessions_of(user_id)):
-                item = ReadIn(user_id, conv, row.seq)
+                item = ReadIn(user_id, conv, row.seq, stored=True)
                 self._writer.submit(self._move, item, partial(self._read, row, user_id))
 
     def _read(self, row: MsgRow, reader: int, result: tuple[int, int] | ImError) -> None:
