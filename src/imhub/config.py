@@ -158,7 +158,7 @@ def shown(loaded: Loaded) -> str:
                 note += f", generated and kept in {cfg.data_dir / SECRETS_FILE}"
         elif key in ("database_url", "cluster"):
             value = masked_url(value)
-            if not value:
+            if not value and key == "database_url":
                 note += f", SQLite: {cfg.db_url}"
         text = json.dumps(str(value) if isinstance(value, Path) else value)
         lines.append(f"{key} = {text}  # {note}")
