@@ -157,3 +157,26 @@ async def test_deleted_user_closed_on_every_node(cluster: Any) -> None:
         error = await conn.expect(8, TIMEOUT * 2)
         assert (error["code"], error["reason"]) == (401, "user deleted")
         assert await conn.closed()
+
+
+async def test_notices_handed_over_once_across_nodes(cluster: Any) -> None:
+    one, two, three = cluster(3)
+    f = await one.add_user("f")
+    g, cg = await three.online("g")
+    f2, f3 = await two.connect(), await three.connect()
+    await f2.login(two.token(f))
+    await f3.login(three.token(f))
+    status, answer = await one.post("/api/v1/notices", {"toUserIds": [f, g], "body": "hi"})
+    assert status in (200, 201), answer
+    for conn in (f2, f3, cg):  # each connection of each target, once
+        got = await conn.expect(7, TIMEOUT * 2)
+        assert (got["noticeId"], got["body"]) == (answer["noticeId"], "hi")
+        assert await conn.silent(0.3)
+    # Claimed by a node that had them online: a later login gets nothing more.
+    late = await one.connect()
+    await late.login(one.token(f))
+    assert await late.silent(0.5)
+    status, everyone = await two.post("/api/v1/notices/online", {"body": "all"})
+    assert status in (200, 201), everyone
+    for conn in (f2, f3, cg, late):
+        assert (await conn.expect(7, TIMEOUT * 2))["body"] == "all"

@@ -289,10 +289,11 @@ class CrossNode:
             self.receipt(row.chat_id, reader, seq, {row.from_user_id, reader})
 
     def _claimed(self, news: NoticeNews, result: bool | ImError) -> None:
-        if result is True:
+        if result is True:  # this node won: its connections, and the user's elsewhere
             payload = codec.encode(notice_message(news.notice))
             for s in self._registry.sessions_of(news.user_id):
                 s.send(payload)
+            self.send(payload, (news.user_id,))
 
     def _deleted(self, user_id: int) -> None:
         self._forget_user(user_id)

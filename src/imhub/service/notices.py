@@ -101,8 +101,10 @@ class NoticeService:
         for user_id in stored.live:
             for s in self._registry.sessions_of(user_id):
                 s.send(payload)
-        if self._cluster is not None and stored.pending:
-            # Exactly one node hands each of them over: see ``CrossNode.on_news``.
+        if self._cluster is not None:
+            # Delivered here: the same users' connections on other nodes get it too.
+            self._cluster.send(payload, stored.live)
+            # Exactly one node hands each of the others over: see ``CrossNode.on_news``.
             self._cluster.notice_pending(stored.notice, stored.pending)
 
     async def from_client(self, session: Session, msg: ImMsg) -> None:
