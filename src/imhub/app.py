@@ -10,6 +10,7 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from imhub.cluster.bus import Bus, LocalBus
 from imhub.config import Config
 from imhub.gateway.server import Gateway
 from imhub.http.api import HttpApi
@@ -27,8 +28,10 @@ from imhub.service.audit import audited
 from imhub.service.auth import TokenAuthority
 from imhub.service.chat import ChatService
 from imhub.service.conversations import Membership
+from imhub.service.crossnode import CrossNode
 from imhub.service.delivery import Delivery
 from imhub.service.dispatch import Dispatcher, Handler
+from imhub.service.gapfill import GapFiller
 from imhub.service.history import HistoryService
 from imhub.service.inbox import InboxService
 from imhub.service.login import LoginService
@@ -89,6 +92,28 @@ class App:
         self.caches = StorageCaches(known_users, teams)
         membership = Membership(engine, teams)
         delivery = Delivery(registry)
+        self.bus: Bus = LocalBus()
+        self.cluster: CrossNode | None = None
+        directory = None
+        if config.cluster:
+            from imhub.cluster.redisbus import RedisBus  # redis is imported by nodes only
+
+            bus = RedisBus(config.cluster)
+            self.bus, directory = bus, bus.presence
+            self.cluster = cluster = CrossNode(
+                bus,
+                registry,
+                writer,
+                MoveReads(sequences),
+                GapFiller(engine, lambda row, users: cluster.read_at_once(row, users)),
+                self.caches.forget_user,
+                self._caches_stale,
+                bus.presence,
+            )
+            delivery.fanout = cluster
+            cluster.delivery = delivery
+            metrics.cluster = bus, cluster.filler
+        presence = PresenceService(registry, directory)
 
         self.login = LoginService(
             engine,
@@ -97,6 +122,7 @@ class App:
             self.auth,
             ClaimOnLogin(known_users, tx),
             max_frame=config.max_frame,
+            cluster=self.cluster,
         )
         self.chat = ChatService(
             writer,
@@ -109,6 +135,8 @@ class App:
             config.max_inflight,
             metrics.send_answer_seconds,
         )
+        if self.cluster is not None:
+            self.cluster.receipt = self.chat.receipt
         self.reads = ReadService(
             engine, writer, membership, delivery, self.chat, MoveReads(sequences), registry
         )
@@ -122,8 +150,10 @@ class App:
             EnsurePairs(pairs),
             clock_ms,
         )
-        self.notices = NoticeService(writer, registry, clock_ms, membership)
-        self.users = UserService(engine, writer, registry, self.auth, DeleteUsers(known_users))
+        self.notices = NoticeService(writer, registry, clock_ms, membership, self.cluster, presence)
+        self.users = UserService(
+            engine, writer, registry, self.auth, DeleteUsers(known_users), self.cluster
+        )
         self.system = SystemMessageService(
             writer,
             delivery,
@@ -150,13 +180,13 @@ class App:
         for op in range(MsgType.TEAM_CREATE, MsgType.TEAM_INFO + 1):
             handlers[MsgType(op)] = self.teams.handle
         api = HttpApi(
-            UserRoutes(self.users, PresenceService(registry)),
+            UserRoutes(self.users, presence),
             InboxRoutes(InboxService(engine, self.history, config.max_outbound)),
             MessagingRoutes(self.notices, self.system),
             TeamRoutes(self.teams, membership),
         )
         docs = ApiDocs(lambda: self.router.routes)
-        ops = Ops(lambda: self.gateway.stats(), self.problem, metrics)
+        ops = Ops(lambda: self.gateway.stats(), self.problem, metrics, self.degraded)
         self.router = Router(
             [*web_routes(), *ops.routes(), *api.routes(), *docs.routes()], config.api_key
         )
@@ -168,11 +198,23 @@ class App:
         self.metrics.batch_size.observe(writes)
         self.metrics.commit_seconds.observe(seconds)
 
+    def _caches_stale(self) -> None:
+        """News from other nodes may have been missed (a Redis outage): forget what this node
+        cached from the database (correctness never depended on it: ``storage.caches``)."""
+        log.info("cluster: caches forgotten after the outage")
+        self.caches.forget_all()
+
     async def problem(self) -> str | None:
-        """Why the server should get no traffic now (``/readyz``), or None."""
+        """Why the server should get no traffic now (``/readyz``), or None. A node cut off
+        from Redis still serves its own users: it is ready, and says so in ``degraded``."""
         if self.gateway.draining:
             return SHUTTING_DOWN
         return await ping(self.engine, READY_TIMEOUT)
+
+    def degraded(self) -> str | None:
+        if self.config.cluster and not self.bus.up:
+            return "cluster bus (Redis) unavailable: serving local users only"
+        return None
 
     async def start(self) -> None:
         try:
@@ -192,6 +234,8 @@ class App:
             raise SystemExit(str(exc)) from None
         self.writer.start()
         self.checkpointer.start()
+        if self.cluster is not None:
+            await self.bus.start(self.cluster.on_news, self.cluster.resumed)
         try:
             await self.gateway.start()
         except OSError as exc:
@@ -208,16 +252,18 @@ class App:
     async def stop(self) -> None:
         """Graceful: see ``Gateway.shutdown``; then what the writer has queued is stored."""
         await self.gateway.shutdown(self.config.shutdown_grace)
+        await self.bus.close()
         await self.checkpointer.stop()
         await self.writer.close()
         await self.engine.dispose()
         self.lock.release()
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, reuse_port: bool = False) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully (a second one cuts the grace
     period short)."""
     app = App(config)
+    app.gateway.reuse_port = reuse_port
     await app.start()
     # Everything made so far (modules, the engine, the app) lives as long as the process: move
     # it out of the collector's sight, or every full collection walks it again (~20 ms here).

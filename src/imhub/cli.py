@@ -47,6 +47,8 @@ _HELP = {
     "log_format": "text, or json (one object per line).",
     "access_log": "Log a line per HTTP request.",
     "shutdown_grace": "Seconds a SIGTERM may take to finish the work read before it exits.",
+    "cluster": "Redis URL (redis://host:port/0): run as one node of a cluster.",
+    "workers": "Processes sharing the port (SO_REUSEPORT); more than 1 needs --cluster.",
 }
 
 
@@ -113,14 +115,34 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--reuse-port", is_flag=True, hidden=True, help="A worker of --workers.")
 @config_options
-def serve(config: Config) -> None:
+def serve(config: Config, reuse_port: bool) -> None:
     """Start the server (run `imhub migrate` first)."""
+    import sys
+
     import uvloop
+
+    if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
+        raise click.UsageError(
+            "configuration: cluster and workers > 1 need a database that several "
+            "processes share (PostgreSQL or MariaDB: --database-url); SQLite is one "
+            "process's database"
+        )
+    if config.workers > 1:
+        if not config.cluster:
+            raise click.UsageError(
+                "configuration: workers > 1 needs --cluster redis://...: the workers are "
+                "nodes of one cluster"
+            )
+        from imhub.workers import Workers
+
+        argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
+        raise SystemExit(asyncio.run(Workers(config, argv).run()))
 
     from imhub.app import serve as run
 
-    uvloop.run(run(config))
+    uvloop.run(run(config, reuse_port=reuse_port))
 
 
 @main.command()

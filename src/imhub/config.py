@@ -54,6 +54,8 @@ class Config:
     log_format: LogFormat = "text"  # "json": one JSON object per line
     access_log: bool = False  # a line per HTTP request
     shutdown_grace: NonNegative = 10.0  # seconds a SIGTERM may take before connections are cut
+    cluster: str = ""  # redis://host:port/db: this process is a node of a cluster
+    workers: Positive = 1  # processes sharing the port (more than 1 needs cluster)
 
     @property
     def db_url(self) -> str:
@@ -154,9 +156,9 @@ def shown(loaded: Loaded) -> str:
                 value = "********"
             else:
                 note += f", generated and kept in {cfg.data_dir / SECRETS_FILE}"
-        elif key == "database_url":
+        elif key in ("database_url", "cluster"):
             value = masked_url(value)
-            if not value:
+            if not value and key == "database_url":
                 note += f", SQLite: {cfg.db_url}"
         text = json.dumps(str(value) if isinstance(value, Path) else value)
         lines.append(f"{key} = {text}  # {note}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -76,6 +77,8 @@ class Metrics:
         self.commit_seconds = Histogram(LATENCY_BUCKETS)
         self.send_answer_seconds = Histogram(LATENCY_BUCKETS)
         self.write_queue: Callable[[], int] = lambda: 0  # set by app.py: jobs waiting
+        # A cluster node's bus and gap filler (their own counters), set by app.py.
+        self.cluster: tuple[Any, Any] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Collector(self))
         ProcessCollector(registry=self.registry)  # CPU, memory, open files of this process
@@ -161,3 +164,17 @@ class _Collector(Collector):
         yield GaugeMetricFamily(
             "imhub_write_queue", "Writes waiting for the writer.", value=m.write_queue()
         )
+        if m.cluster is not None:
+            yield from _cluster(*m.cluster)
+
+
+def _cluster(bus: Any, filler: Any) -> Iterator[Metric]:
+    yield GaugeMetricFamily("imhub_cluster_up", "1 while Redis is reachable.", value=int(bus.up))
+    for name, doc, value in (
+        ("published", "News published to the other nodes.", bus.published),
+        ("received", "News received from the other nodes.", bus.received),
+        ("dropped", "News not published while Redis was away (storage has it).", bus.dropped),
+        ("outages", "Times the link to Redis was lost.", bus.outages),
+        ("gap_fills", "Gaps in a connection's stream filled from storage.", filler.fills),
+    ):
+        yield CounterMetricFamily(f"imhub_cluster_{name}", doc, value=value)

@@ -52,6 +52,7 @@ class Gateway:
         self._on_close = on_close
         self._http_handler = http_handler
         self.metrics = metrics
+        self.reuse_port = False  # a worker of `--workers`: the port is shared (SO_REUSEPORT)
         self._msgs_in = metrics.msgs_in
         self.sessions: set[Session] = set()
         self._conn_ids = itertools.count(1)
@@ -71,7 +72,11 @@ class Gateway:
         self._http = web.Server(self._route_http)
         self._bad_requests = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
         self._server = await self._loop.create_server(
-            lambda: SniffProtocol(self), self.config.host, self.config.port, backlog=4096
+            lambda: SniffProtocol(self),
+            self.config.host,
+            self.config.port,
+            backlog=4096,
+            reuse_port=self.reuse_port or None,
         )
         self._sweeper = asyncio.create_task(self._sweep(), name="imhub-sweeper")
 

@@ -27,7 +27,9 @@ class Ops:
         stats: Callable[[], dict[str, int]],
         problem: Callable[[], Awaitable[str | None]],
         metrics: Metrics,
+        degraded: Callable[[], str | None] = lambda: None,
     ) -> None:
+        self._degraded = degraded  # ready, but not all of it works (a cluster without Redis)
         self._stats = stats
         self._problem = problem  # None when ready, else why not
         self._metrics = metrics
@@ -50,6 +52,9 @@ class Ops:
                 )
         if problem is not None:
             return error_response(ErrorCode.SHUTTING_DOWN, problem)
+        degraded = self._degraded()
+        if degraded is not None:
+            return json_response({"status": "ready", "degraded": degraded})
         return json_response({"status": "ready"})
 
     async def metrics(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:

@@ -103,10 +103,10 @@ class UserRoutes:
 
     async def online(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:
         page = query_of(request, Page)
-        found, after = self._presence.page(page.after, page.limit)
+        found, after = await self._presence.find_page(page.after, page.limit)
         return json_response(PresencePage([_presence(p) for p in found], after))
 
     async def online_one(self, request: web.BaseRequest, params: Params) -> web.StreamResponse:
         user_id = params_of(params, UserPath).user_id
         await self._users.get(user_id)  # 404 for a user who does not exist
-        return json_response(_presence(self._presence.of(user_id)))
+        return json_response(_presence(await self._presence.find(user_id)))

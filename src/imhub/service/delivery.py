@@ -7,6 +7,7 @@ A message is encoded once per form (``chat`` for connections showing its convers
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from imhub.protocol import codec
 from imhub.protocol.messages import ImMsg, MsgType
@@ -55,29 +56,52 @@ def notice_message(row: NoticeRow) -> ImMsg:
     )
 
 
+class Fanout(Protocol):
+    """Where a delivery goes beyond this process (``service.crossnode.CrossNode``)."""
+
+    def row(
+        self, row: MsgRow, users: Iterable[int], live: bytes | None, affected: tuple[int, ...]
+    ) -> None: ...
+
+    def send(self, payload: bytes, users: Iterable[int]) -> None: ...
+
+
 class Delivery:
-    def __init__(self, registry: SessionRegistry) -> None:
+    def __init__(self, registry: SessionRegistry, fanout: Fanout | None = None) -> None:
         self._registry = registry
+        self.fanout = fanout  # None: one process, nobody else to tell
 
     def row(
         self,
         row: MsgRow,
         users: Iterable[int],
         skip: Session | None = None,
-        extra: ImMsg | None = None,
+        extra: ImMsg | bytes | None = None,
+        publish: bool = True,
     ) -> None:
-        """Write a stored message or event to every connection of ``users``.
+        """Write a stored message or event to every connection of ``users`` here, then (in a
+        cluster, unless ``publish`` is False: news from another node) tell the other nodes.
 
         ``extra``, for events only, replaces the stored form (adds live-only fields)."""
         conv = row.conv
         as_chat: bytes | None = None
         as_notice: bytes | None = None
+        if publish and self.fanout is not None and not isinstance(users, (set, frozenset)):
+            users = list(users)
+        if isinstance(extra, ImMsg):
+            affected = tuple(extra.member_ids or ())
+            as_chat = codec.encode(extra)
+        else:
+            affected = ()
+            as_chat = extra
         for user_id in users:
             for s in self._registry.sessions_of(user_id):
                 if s is skip:
+                    if s.on_gap is not None:  # a cluster's floors pass the sender's own
+                        s.deliver(conv, row.seq, None)
                     continue
                 if row.msg_type != CHAT_MSG:
-                    as_chat = as_chat or codec.encode(extra or message(row))
+                    as_chat = as_chat or codec.encode(message(row))
                     s.deliver(conv, row.seq, as_chat)
                 elif conv in s.entered:
                     as_chat = as_chat or codec.encode(message(row, MsgType.CHAT))
@@ -85,12 +109,21 @@ class Delivery:
                 else:
                     as_notice = as_notice or codec.encode(message(row, MsgType.NOTICE))
                     s.deliver(conv, row.seq, as_notice)
+        if publish and self.fanout is not None:
+            live = as_chat if row.msg_type != CHAT_MSG and extra is not None else None
+            self.fanout.row(row, users, live, affected)
 
-    def send(self, msg: ImMsg, users: Iterable[int], skip: Session | None = None) -> None:
+    def send(
+        self, msg: ImMsg, users: Iterable[int], skip: Session | None = None, publish: bool = True
+    ) -> None:
         """Write a message outside any conversation's sequence (notices, read receipts)."""
         payload: bytes | None = None
+        if publish and self.fanout is not None and not isinstance(users, (set, frozenset, list)):
+            users = list(users)
         for user_id in users:
             for s in self._registry.sessions_of(user_id):
                 if s is not skip:
                     payload = payload or codec.encode(msg)
                     s.send(payload)
+        if publish and self.fanout is not None:
+            self.fanout.send(payload or codec.encode(msg), users)

@@ -28,6 +28,7 @@ from imhub.protocol.conversation import conv_key
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.auth import TokenAuthority
+from imhub.service.crossnode import CrossNode
 from imhub.service.delivery import backlog_message, notice_message
 from imhub.service.history import read_size
 from imhub.service.reads import unread_list
@@ -51,6 +52,7 @@ class LoginService:
         auth: TokenAuthority,
         claim: ClaimOnLogin,
         max_frame: int = 64 * 1024,
+        cluster: CrossNode | None = None,
     ) -> None:
         self._engine = engine
         self._writer = writer
@@ -58,6 +60,7 @@ class LoginService:
         self._auth = auth
         self._claim = claim
         self._max_frame = max_frame  # the largest message storage can hold
+        self._cluster = cluster  # None: one process
 
     async def login(self, session: Session, msg: ImMsg) -> None:
         if session.user_id is not None:
@@ -68,6 +71,11 @@ class LoginService:
         session.client_type = msg.from_client_type or 0
         session.expires = expires
         session.hold()
+        cluster = self._cluster
+        if cluster is not None:
+            # Listening to the user's channel before the snapshot: see ``CrossNode``.
+            cluster.watch(session)
+            await cluster.before_login(session, user_id)
 
         def register(convs: list[ConvState]) -> Callable[[], None] | None:
             if session.closed:
@@ -95,6 +103,8 @@ class LoginService:
         try:
             if session.user_id is None:
                 return  # the connection closed while logging in
+            if cluster is not None:
+                await cluster.logged_in(session, snapshot.convs)
             session.reply(
                 ImMsg(
                     msg_type=MsgType.LOGIN,
@@ -169,6 +179,8 @@ class LoginService:
         """The connection is gone: its presence goes with it."""
         session.gone()
         self._registry.remove(session)
+        if self._cluster is not None:
+            self._cluster.closed(session)
 
 
 async def _taken(session: Session) -> None:

@@ -13,7 +13,9 @@ from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import BodyType, ImMsg, MsgType
 from imhub.service.conversations import Membership
+from imhub.service.crossnode import CrossNode
 from imhub.service.delivery import notice_message
+from imhub.service.presence import PresenceService
 from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage.notices import NoticeIn, StoredNotice, StoreNotices
 from imhub.storage.writer import BatchWriter
@@ -28,7 +30,11 @@ class NoticeService:
         registry: SessionRegistry,
         clock_ms: Callable[[], int],
         membership: Membership,
+        cluster: CrossNode | None = None,
+        presence: PresenceService | None = None,
     ) -> None:
+        self._cluster = cluster  # None: one process
+        self._presence = presence  # who is online anywhere, for a notice to everyone online
         self._writer = writer
         self._registry = registry
         self._clock_ms = clock_ms
@@ -56,10 +62,22 @@ class NoticeService:
         return await self._submit(item)
 
     async def to_online(self, from_user_id: int, body_type: int, body: str) -> StoredNotice:
-        """A notice to every user online (it waits for nobody)."""
-        targets = tuple(sorted(self._registry.user_ids()))
+        """A notice to every user online (it waits for nobody). In a cluster, the users online
+        anywhere by the cluster's presence; one who goes away before their node claims it gets
+        it at their next login."""
+        if self._cluster is not None and self._presence is not None:
+            targets = tuple(await self._presence.everyone())
+            only_online = False
+        else:
+            targets, only_online = tuple(sorted(self._registry.user_ids())), True
         item = NoticeIn(
-            from_user_id, body_type, body, self._clock_ms(), targets, strict=False, online_only=True
+            from_user_id,
+            body_type,
+            body,
+            self._clock_ms(),
+            targets,
+            strict=False,
+            online_only=only_online,
         )
         return await self._submit(item)
 
@@ -83,6 +101,11 @@ class NoticeService:
         for user_id in stored.live:
             for s in self._registry.sessions_of(user_id):
                 s.send(payload)
+        if self._cluster is not None:
+            # Delivered here: the same users' connections on other nodes get it too.
+            self._cluster.send(payload, stored.live)
+            # Exactly one node hands each of the others over: see ``CrossNode.on_news``.
+            self._cluster.notice_pending(stored.notice, stored.pending)
 
     async def from_client(self, session: Session, msg: ImMsg) -> None:
         """Handle msgType 7 sent by a client: a notice to ``toUserId``."""

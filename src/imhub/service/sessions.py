@@ -10,7 +10,7 @@ to the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, Protocol
 
 from imhub.protocol import codec
@@ -94,6 +94,7 @@ class InFlight:
 
 class Session:
     __slots__ = (
+        "ahead",
         "client_type",
         "closed",
         "conn_id",
@@ -106,6 +107,7 @@ class Session:
         "held_bytes",
         "inflight",
         "last_seen",
+        "on_gap",
         "opened",
         "outlet",
         "request_id",
@@ -130,7 +132,7 @@ class Session:
         self.floor: dict[int, int] = {}
         # While storage is being read for this connection (login backlog, sync), live
         # messages wait here as (conversation, seq, payload) to keep order and skip repeats.
-        self.held: list[tuple[int, int, bytes]] | None = None
+        self.held: list[tuple[int, int, bytes | None]] | None = None
         self.held_bytes = 0
         # When the login token expires (epoch seconds, as its ``exp``): the gateway's sweep
         # ends the session then. One sweep for all, not a timer per connection.
@@ -139,16 +141,67 @@ class Session:
         self.request_id: str | None = None
         self.inflight: InFlight | None = None  # sends not yet answered, made on first send
         self.ending: asyncio.Task[None] | None = None  # ended, waiting for its answers
+        # In a cluster only (None on one process, which behaves as before): messages of a
+        # conversation that came before the one after the floor (another node's message was
+        # overtaken, or lost), by conversation and seq; and whom to ask to fill the gap from
+        # storage (``service.crossnode``). A None payload is a message this connection sent
+        # itself: it gets no copy, but the floor passes it.
+        self.ahead: dict[int, dict[int, bytes | None]] | None = None
+        self.on_gap: Callable[[Session, int], None] | None = None
 
-    def deliver(self, conv: int, seq: int, payload: bytes) -> None:
-        """Write a live message of a conversation, once, in sequence order."""
+    def deliver(self, conv: int, seq: int, payload: bytes | None) -> None:
+        """Write a live message of a conversation, once, in sequence order (``payload`` None:
+        in a cluster, a message of this connection's own, which the floor passes)."""
         if self.closed:
             return
         if self.held is not None:
             self._hold(conv, seq, payload)
-        elif seq > self.floor.get(conv, 0):
-            self.floor[conv] = seq
+            return
+        floor = self.floor.get(conv, 0)
+        if seq <= floor:
+            return
+        if self.on_gap is not None and seq > floor + 1:
+            if self.ahead is None:
+                self.ahead = {}
+            self.ahead.setdefault(conv, {})[seq] = payload
+            self.on_gap(self, conv)
+            return
+        self.floor[conv] = seq
+        if payload is not None:
             self.outlet.send(payload)
+        if self.ahead is not None and conv in self.ahead:
+            self._drain(conv)
+
+    def skip_to(self, conv: int, seq: int) -> None:
+        """Storage holds nothing more for this connection up to ``seq`` (a gap filled): what
+        waited behind it follows."""
+        if seq > self.floor.get(conv, 0):
+            self.floor[conv] = seq
+        if self.ahead is not None and conv in self.ahead:
+            self._drain(conv)
+
+    def _drain(self, conv: int) -> None:
+        assert self.ahead is not None
+        waiting = self.ahead[conv]
+        floor = self.floor.get(conv, 0)
+        for seq in sorted(waiting):
+            if seq <= floor:
+                del waiting[seq]
+            elif seq == floor + 1:
+                payload = waiting.pop(seq)
+                floor = seq
+                if payload is not None and not self.closed:
+                    self.outlet.send(payload)
+            else:
+                break
+        self.floor[conv] = floor
+        if not waiting:
+            del self.ahead[conv]
+
+    def gap(self, conv: int) -> int | None:
+        """The seq just before the first message waiting behind a gap, or None: no gap."""
+        waiting = self.ahead.get(conv) if self.ahead is not None else None
+        return min(waiting) - 1 if waiting else None
 
     def send(self, payload: bytes) -> None:
         """Write a live message that belongs to no conversation (a notice, a read receipt)."""
@@ -159,10 +212,10 @@ class Session:
         else:
             self.outlet.send(payload)
 
-    def _hold(self, conv: int, seq: int, payload: bytes) -> None:
+    def _hold(self, conv: int, seq: int, payload: bytes | None) -> None:
         assert self.held is not None
         self.held.append((conv, seq, payload))
-        self.held_bytes += len(payload)
+        self.held_bytes += len(payload) if payload is not None else 0
         if self.held_bytes + self.outlet.queued() > self.outlet.limit:
             # Live traffic outran what storage is giving this connection (or the client never
             # asked for the next sync page): drop it rather than keep more than the limit;
@@ -184,7 +237,7 @@ class Session:
         for conv, seq, payload in held or ():
             if conv:
                 self.deliver(conv, seq, payload)
-            else:
+            elif payload is not None:
                 self.send(payload)
 
     def given(self, conv: int, seq: int) -> None:
@@ -257,6 +310,7 @@ class Session:
         self.closed = True
         self.held = None
         self.held_bytes = 0
+        self.ahead = None
 
 
 def log_fields(session: Session) -> dict[str, Any]:
@@ -273,6 +327,8 @@ class SessionRegistry:
     def __init__(self) -> None:
         self._by_user: dict[int, list[Session]] = {}
         self._viewers: dict[int, dict[int, int]] = {}  # conv -> user -> connections showing it
+        # Told when a connection enters or quits a conversation (a cluster's presence).
+        self.on_change: Callable[[Session], None] | None = None
 
     def add(self, session: Session) -> None:
         assert session.user_id is not None
@@ -298,6 +354,8 @@ class SessionRegistry:
         session.entered.add(conv)
         users = self._viewers.setdefault(conv, {})
         users[session.user_id] = users.get(session.user_id, 0) + 1
+        if self.on_change is not None:
+            self.on_change(session)
 
     def quit(self, session: Session, conv: int) -> None:
         """The connection no longer shows ``conv`` (chat_quit, or it closed)."""
@@ -311,6 +369,8 @@ class SessionRegistry:
             del users[session.user_id]
             if not users:
                 del self._viewers[conv]
+        if self.on_change is not None and not session.closed:
+            self.on_change(session)
 
     def sessions_of(self, user_id: int) -> list[Session]:
         return self._by_user.get(user_id, [])

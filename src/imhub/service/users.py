@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.service.auth import TokenAuthority
+from imhub.service.crossnode import CrossNode
 from imhub.service.sessions import SessionRegistry
 from imhub.storage import users
 from imhub.storage.users import DeleteUsers, UserRow
@@ -28,7 +29,9 @@ class UserService:
         registry: SessionRegistry,
         auth: TokenAuthority,
         delete: DeleteUsers,
+        cluster: CrossNode | None = None,
     ) -> None:
+        self._cluster = cluster  # None: one process
         self._engine = engine
         self._writer = writer
         self._registry = registry
@@ -68,6 +71,8 @@ class UserService:
         # deletion is among these; one queued after it is refused by the writer.
         for session in list(self._registry.sessions_of(user_id)):
             session.end(ErrorCode.UNAUTHORIZED, DELETED_REASON)
+        if self._cluster is not None:  # and on every other node
+            self._cluster.user_deleted(user_id)
 
     async def token(self, user_id: int, ttl: int) -> str:
         """A login token for an existing user."""

@@ -133,9 +133,10 @@ _PENDING = (
         target_t.c.delivered == False,  # noqa: E712 - SQL expression
     )
     .order_by(target_t.c.notice_target_id)
-    # Two servers logging the same user in at once: the second waits, then sees the targets
-    # the first claimed as delivered (READ COMMITTED re-checks the row), so each notice is
-    # handed over once. (SQLite, one writer, has no such clause and needs none.)
+    # Locked: two servers logging the same user in at once, or another node claiming one of
+    # them (``storage.catchup.ClaimNotice``): one waits, then sees the targets the other
+    # claimed as delivered (READ COMMITTED re-checks the row), so each notice is handed over
+    # once. (SQLite, one writer, has no such clause and needs none.)
     .with_for_update()
 )
 

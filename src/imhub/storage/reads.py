@@ -197,6 +197,9 @@ class ReadIn:
     conv: int
     seq: int | None  # None: everything so far
     upto: int | None = None  # a former member's last visible seq: positions stop there
+    # ``seq`` is a stored row's (a cluster node read it at once): no newer bound to look up,
+    # and this node's cache of the newest may not have heard of it yet.
+    stored: bool = False
 
 
 class MoveReads:
@@ -214,6 +217,9 @@ class MoveReads:
         await self._seqs.load(conn, {item.conv for item in items})  # (in one stable order)
         before = [await read_position(conn, item.user_id, item.conv) for item in items]
         for item in items:
+            if item.stored and item.seq is not None:
+                moves.append((item.user_id, item.conv, item.seq))
+                continue
             last = await self._seqs.last(conn, item.conv)
             if item.upto is not None:
                 last = min(last, item.upto)

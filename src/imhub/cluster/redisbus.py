@@ -1,0 +1,266 @@
+"""The Redis implementation of the bus: pub/sub channels per user and per group, a broadcast
+channel for control news, and the node's presence (``presence.RedisPresence``).
+
+Pub/sub, not streams: news that a node misses is never needed from Redis, because the database
+holds every row and each connection's floors say what it lacks (docs/architecture.md,
+*Cluster*). What matters is knowing that something may have been missed: any loss of the
+connection (an error, a silent link found by the ping) ends it, and the node re-subscribes and
+catches up from storage (``on_resumed``). redis-py's own retries are off for that reason: a
+reconnection it made by itself would hide the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from imhub.cluster.bus import NODE_ID_BYTES
+from imhub.cluster.presence import RedisPresence
+
+log = logging.getLogger(__name__)
+
+PING_EVERY = 2.0  # s: a ping on the subscriber link when it is quiet
+DEAD_AFTER = 6.0  # s without any answer on the subscriber link: it is dead
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+
+
+def new_node_id() -> bytes:
+    return secrets.token_hex(NODE_ID_BYTES // 2).encode()
+
+
+class RedisBus:
+    def __init__(self, url: str, prefix: str = "imhub:", node_id: bytes | None = None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.node_id = node_id or new_node_id()
+        self.clustered = True
+        self._up = False
+        self._redis = aioredis.Redis.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            socket_keepalive=True,
+        )
+        self.presence = RedisPresence(self._redis, prefix, self.node_id.decode())
+        self._channels: set[str] = set()
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._pubsub: Any = None
+        self._outbox: list[tuple[str, bytes]] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_news: Callable[[bytes], None] = lambda data: None
+        self._on_resumed: Callable[[], Awaitable[None]] | None = None
+        self._closing = False
+        # Counters for /metrics.
+        self.published = 0
+        self.received = 0
+        self.dropped = 0  # publications made while Redis was unavailable (storage has them)
+        self.outages = 0
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    async def start(
+        self, on_news: Callable[[bytes], None], on_resumed: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Connect (waiting at most a few seconds for the first time: a node may start while
+        Redis is down, and then serves its own users until it comes)."""
+        self._on_news = on_news
+        self._on_resumed = on_resumed
+        first = asyncio.get_running_loop().create_future()
+        self._tasks = [
+            asyncio.create_task(self._subscriber(first), name="imhub-bus-subscriber"),
+            asyncio.create_task(self._publisher(), name="imhub-bus-publisher"),
+            asyncio.create_task(self.presence.keep_alive(lambda: self._up), name="imhub-bus-alive"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3.0):
+                await first
+
+    async def close(self) -> None:
+        self._closing = True
+        with contextlib.suppress(RedisError, OSError):
+            await self.presence.leave()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    # Publishing: a queue drained by one task, one pipeline per round, so news keeps its order.
+
+    def publish(self, channel: str, data: bytes) -> None:
+        if not self._up:
+            self.dropped += 1
+            return
+        self._outbox.append((channel, data))
+        self._wake.set()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if not batch:
+                continue
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, data in batch:
+                    pipe.publish(channel, data)
+                await pipe.execute()
+                self.published += len(batch)
+            except (RedisError, OSError) as exc:
+                self.dropped += len(batch)
+                self._lost(exc)
+
+    # Subscribing: one pub/sub connection, remade after any failure.
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        new = [c for c in channels if c not in self._channels]
+        if not new:
+            return
+        self._channels.update(new)
+        pubsub = self._pubsub
+        if not self._up or pubsub is None:
+            return  # subscribed when the link comes back, then caught up from storage
+        loop = asyncio.get_running_loop()
+        futures = []
+        for c in new:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiting.setdefault(c, []).append(fut)
+            futures.append(fut)
+        try:
+            await pubsub.subscribe(*new)
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
+            return
+        # Confirmed by the subscriber task; if the link dies first, the resume catches up.
+        await asyncio.wait(futures, timeout=DEAD_AFTER)
+
+    def unsubscribe(self, channels: Iterable[str]) -> None:
+        gone = [c for c in channels if c in self._channels]
+        if not gone:
+            return
+        self._channels.difference_update(gone)
+        pubsub = self._pubsub
+        if self._up and pubsub is not None:
+            task = asyncio.ensure_future(pubsub.unsubscribe(*gone))
+            task.add_done_callback(_quiet)
+
+    async def _subscriber(self, first: asyncio.Future[None]) -> None:
+        delay = BACKOFF_MIN
+        while not self._closing:
+            try:
+                await self._listen(first)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._lost(exc)
+            self._release_waiting()
+            if self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
+                self._pubsub = None
+            if not first.done():
+                first.set_result(None)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _listen(self, first: asyncio.Future[None]) -> None:
+        pubsub = self._redis.pubsub()
+        channels = sorted(self._channels)
+        await pubsub.subscribe(self.prefix + "ctl", *channels)
+        pending = {self.prefix + "ctl", *channels}
+        heard = time.monotonic()
+        pinged = heard
+        # Wait for every confirmation before news is counted as heard: from here on nothing
+        # published is missed, so the catch-up below starts from a complete point.
+        while pending:
+            msg = await pubsub.get_message(timeout=1.0)
+            if msg is None:
+                if time.monotonic() - heard > DEAD_AFTER:
+                    raise TimeoutError("no answer to SUBSCRIBE")
+                continue
+            heard = time.monotonic()
+            if msg["type"] == "subscribe":
+                pending.discard(msg["channel"].decode())
+            elif msg["type"] == "message":
+                self._deliver(msg["data"])
+        self._pubsub = pubsub
+        was_down = self.outages > 0 or first.done()
+        self._up = True
+        await self.presence.rejoin()
+        if not first.done():
+            first.set_result(None)
+        if was_down:
+            log.warning("cluster bus (Redis) is back; catching up from storage")
+            if self._on_resumed is not None:
+                asyncio.ensure_future(self._on_resumed()).add_done_callback(_quiet)
+        # Channels subscribed while the link was being made.
+        missing = self._channels - set(channels)
+        if missing:
+            await pubsub.subscribe(*missing)
+        while True:
+            msg = await pubsub.get_message(timeout=1.0)
+            now = time.monotonic()
+            if msg is None:
+                if now - heard > DEAD_AFTER:
+                    raise TimeoutError("the Redis link went silent")
+                if now - pinged > PING_EVERY:
+                    pinged = now
+                    await pubsub.ping()
+                continue
+            heard = now
+            kind = msg["type"]
+            if kind == "message":
+                self._deliver(msg["data"])
+            elif kind == "subscribe":
+                for fut in self._waiting.pop(msg["channel"].decode(), ()):
+                    if not fut.done():
+                        fut.set_result(None)
+
+    def _deliver(self, data: bytes) -> None:
+        if data[:NODE_ID_BYTES] == self.node_id:
+            return  # our own news: delivered locally already
+        self.received += 1
+        try:
+            self._on_news(data)
+        except Exception:
+            log.exception("handling news from the cluster bus failed")
+
+    def _release_waiting(self) -> None:
+        for futures in self._waiting.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
+        self._waiting.clear()
+
+    def _lost(self, exc: BaseException) -> None:
+        if self._up:
+            self._up = False
+            self.outages += 1
+            self._outbox.clear()
+            log.warning(
+                "cluster bus (Redis) unavailable (%s): serving local users, reconnecting", exc
+            )
+            if self._pubsub is not None:
+                # Wake the subscriber task so that it starts over.
+                task = asyncio.ensure_future(self._pubsub.aclose())
+                task.add_done_callback(_quiet)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure here is handled by the subscriber's loop

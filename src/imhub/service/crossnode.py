@@ -1,0 +1,316 @@
+"""This node's side of a cluster: what it tells the others after each commit, what it does
+with their news, and which channels it listens to.
+
+After a batch commits, the node delivers to its own connections exactly as a lone server does
+(its users never wait for Redis), then publishes: a one-to-one row on the channel of each of
+the two users, a group row once on the group's channel (one copy per node that listens, never
+one per member), receipts on the channel of each user concerned. A node listens to the
+channel of each user it has a connection of, subscribed before that user's login snapshot
+is taken, and to the channel of each group one of those users is a member of; a group first
+listened to after the snapshot is caught up from storage. Everything delivered goes through
+the connection's floors, so a copy that overtook another is held until the gap is filled
+(``service.gapfill``).
+
+The chat/notice rule across nodes: a node that writes a message as ``chat`` to a connection
+showing its conversation moves that reader's position through its own writer, as the storing
+node does for its own connections, and the sender learns it from the receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from imhub.cluster.bus import (
+    Bus,
+    Control,
+    NoticeNews,
+    RowNews,
+    SendNews,
+    decode,
+    encode,
+    team_channel,
+    user_channel,
+)
+from imhub.protocol import codec
+from imhub.protocol.errors import ErrorCode, ImError
+from imhub.protocol.messages import MsgType
+from imhub.service.delivery import notice_message
+from imhub.service.gapfill import GapFiller
+from imhub.service.sessions import Session, SessionRegistry
+from imhub.storage.catchup import ClaimIn, ClaimNotice
+from imhub.storage.conversations import CHAT_MSG, MsgRow
+from imhub.storage.notices import NoticeRow
+from imhub.storage.reads import ConvState, MoveReads, ReadIn
+from imhub.storage.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from imhub.service.delivery import Delivery
+
+
+class PresenceWriter(Protocol):
+    """Where a cluster keeps who is connected (``cluster.presence.RedisPresence``)."""
+
+    def put(self, user_id: int, conn: int, client_type: int, entered: list[int]) -> None: ...
+
+    def remove(self, user_id: int, conn: int) -> None: ...
+
+
+log = logging.getLogger(__name__)
+
+DELETED_REASON = "user deleted"
+_JOINS = (MsgType.TEAM_CREATE, MsgType.TEAM_ADD)
+_LEAVES = (MsgType.TEAM_REMOVE, MsgType.TEAM_LEAVE)
+
+
+class CrossNode:
+    def __init__(
+        self,
+        bus: Bus,
+        registry: SessionRegistry,
+        writer: BatchWriter,
+        move_reads: MoveReads,
+        filler: GapFiller,
+        forget_user: Callable[[int], None],
+        caches_stale: Callable[[], None],
+        presence: PresenceWriter | None = None,
+    ) -> None:
+        self.bus = bus
+        self._prefix = bus.prefix
+        self._node = bus.node_id
+        self._registry = registry
+        self._writer = writer
+        self._move = move_reads
+        self._claim = ClaimNotice()
+        self.filler = filler
+        self._forget_user = forget_user  # a user deleted through another node
+        self._caches_stale = caches_stale  # news may have been missed: reload what is cached
+        self._presence = presence
+        registry.on_change = self.entered
+        self.delivery: Delivery | None = None  # set by app.py (they need each other)
+        self.receipt: Callable[[int, int, int, set[int]], None] | None = None
+        self._user_refs: dict[int, int] = {}  # local user -> connections subscribed for them
+        self._subscribed: dict[Session, int] = {}  # the user each session subscribed for
+        self._user_teams: dict[int, set[int]] = {}  # local user -> groups they are in
+        self._team_users: dict[int, set[int]] = {}  # group -> local users in it
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- publishing (right after the commit, once the local connections have theirs) ---
+
+    def row(
+        self, row: MsgRow, users: Iterable[int], live: bytes | None, affected: tuple[int, ...]
+    ) -> None:
+        """A stored row was delivered here to ``users``; tell the nodes concerned (``live``:
+        an event's live form; ``affected``: the members a group change added or removed)."""
+        prefix = self._prefix
+        if row.team_id:
+            data = encode(self._node, RowNews(row, live or b"", affected))
+            self.bus.publish(team_channel(prefix, row.team_id), data)
+            for user_id in affected:  # members whose nodes may not listen to the group yet
+                self.bus.publish(user_channel(prefix, user_id), data)
+            if row.msg_type != CHAT_MSG:
+                self._team_event(row, affected)
+        else:
+            audience = tuple(users)
+            data = encode(self._node, RowNews(row, live or b"", (), audience))
+            for user_id in audience:
+                self.bus.publish(user_channel(prefix, user_id), data)
+
+    def send(self, payload: bytes, users: Iterable[int]) -> None:
+        for user_id in users:
+            data = encode(self._node, SendNews(user_id, payload))
+            self.bus.publish(user_channel(self._prefix, user_id), data)
+
+    def notice_pending(self, notice: NoticeRow, users: Iterable[int]) -> None:
+        """Targets not online here: a node where one is online claims it and writes it."""
+        for user_id in users:
+            data = encode(self._node, NoticeNews(user_id, notice))
+            self.bus.publish(user_channel(self._prefix, user_id), data)
+
+    def user_deleted(self, user_id: int) -> None:
+        self.bus.publish(self._prefix + "ctl", encode(self._node, Control("deleted", user_id)))
+
+    # --- a connection's life ---
+
+    def watch(self, session: Session) -> None:
+        session.on_gap = self.filler.gap
+
+    async def before_login(self, session: Session, user_id: int) -> None:
+        """Listen to the user's channel before their snapshot is taken: whatever is stored
+        after that point reaches this node."""
+        if session in self._subscribed:
+            return
+        self._subscribed[session] = user_id
+        refs = self._user_refs.get(user_id, 0)
+        self._user_refs[user_id] = refs + 1
+        if not refs:
+            await self.bus.subscribe([user_channel(self._prefix, user_id)])
+
+    async def logged_in(self, session: Session, convs: list[ConvState]) -> None:
+        """The session is registered with floors from its snapshot: listen to its groups;
+        those heard only from now on are caught up from storage."""
+        assert session.user_id is not None
+        self.entered(session)
+        teams = [c.team_id for c in convs if c.team_id and not c.left]
+        fresh = self._join_teams(session.user_id, teams)
+        if fresh:
+            await self.bus.subscribe([team_channel(self._prefix, t) for t in fresh])
+            newest = await self.filler.newest([-t for t in fresh])
+            for conv, last_seq in newest.items():
+                for s in self._registry.sessions_of(session.user_id):
+                    self.filler.upto(s, conv, last_seq)
+
+    def entered(self, session: Session) -> None:
+        """Presence: the connection is online, showing these conversations."""
+        if self._presence is not None and session.user_id is not None and not session.closed:
+            entered = sorted(session.entered)
+            self._presence.put(session.user_id, session.conn_id, session.client_type, entered)
+
+    def closed(self, session: Session) -> None:
+        user_id = self._subscribed.pop(session, None)
+        if user_id is None:
+            return
+        if self._presence is not None:
+            self._presence.remove(user_id, session.conn_id)
+        refs = self._user_refs[user_id] - 1
+        if refs:
+            self._user_refs[user_id] = refs
+            return
+        del self._user_refs[user_id]
+        self.bus.unsubscribe([user_channel(self._prefix, user_id)])
+        self._leave_teams(user_id, self._user_teams.pop(user_id, set()))
+
+    def _join_teams(self, user_id: int, teams: Iterable[int]) -> list[int]:
+        """Count ``user_id`` in the groups; the groups nobody here was in before."""
+        mine = self._user_teams.setdefault(user_id, set())
+        fresh = []
+        for team_id in teams:
+            mine.add(team_id)
+            users = self._team_users.setdefault(team_id, set())
+            if not users:
+                fresh.append(team_id)
+            users.add(user_id)
+        return fresh
+
+    def _leave_teams(self, user_id: int, teams: Iterable[int]) -> None:
+        gone = []
+        for team_id in teams:
+            self._user_teams.get(user_id, set()).discard(team_id)
+            users = self._team_users.get(team_id)
+            if users is not None:
+                users.discard(user_id)
+                if not users:
+                    del self._team_users[team_id]
+                    gone.append(team_id)
+        if gone:
+            self.bus.unsubscribe([team_channel(self._prefix, t) for t in gone])
+
+    def _team_event(self, row: MsgRow, affected: tuple[int, ...]) -> None:
+        """Keep the index of local members in step with a group change delivered here."""
+        local = [u for u in affected if u in self._user_refs]
+        if row.msg_type in _JOINS and local:
+            fresh: list[int] = []
+            for user_id in local:
+                fresh.extend(self._join_teams(user_id, (row.team_id,)))
+            if fresh:
+                self._spawn(self._listen_late(row.team_id, local))
+        elif row.msg_type in _LEAVES:
+            for user_id in local:
+                self._leave_teams(user_id, (row.team_id,))
+        elif row.msg_type == MsgType.TEAM_DISMISS:
+            for user_id in list(self._team_users.get(row.team_id, ())):
+                self._leave_teams(user_id, (row.team_id,))
+
+    async def _listen_late(self, team_id: int, users: list[int]) -> None:
+        await self.bus.subscribe([team_channel(self._prefix, team_id)])
+        newest = await self.filler.newest([-team_id])
+        for user_id in users:
+            for s in self._registry.sessions_of(user_id):
+                self.filler.upto(s, -team_id, newest.get(-team_id, 0))
+
+    # --- news from the other nodes ---
+
+    def on_news(self, data: bytes) -> None:
+        news = decode(data)
+        if isinstance(news, RowNews):
+            self._row_news(news)
+        elif isinstance(news, SendNews):
+            for s in self._registry.sessions_of(news.user_id):
+                s.send(news.payload)
+        elif isinstance(news, NoticeNews):
+            if self._registry.sessions_of(news.user_id):
+                claim = ClaimIn(news.notice.notice_id, news.user_id)
+                self._writer.submit(self._claim, claim, partial(self._claimed, news))
+        elif news.kind == "deleted":
+            self._deleted(news.user_id)
+        elif news.kind == "resync":
+            self._spawn(self.catch_up())
+
+    def _row_news(self, news: RowNews) -> None:
+        row = news.row
+        assert self.delivery is not None
+        if row.team_id:
+            users = set(self._team_users.get(row.team_id, ()))
+            users.update(u for u in news.affected if u in self._user_refs)
+        else:
+            users = {u for u in news.users if u in self._user_refs}
+        if not users:
+            return
+        self.delivery.row(row, users, extra=news.live or None, publish=False)
+        self.read_at_once(row, users)
+        if row.team_id and row.msg_type != CHAT_MSG:
+            self._team_event(row, news.affected)
+
+    def read_at_once(self, row: MsgRow, users: Iterable[int]) -> None:
+        """Recipients with a connection here showing the conversation have read ``row``."""
+        if row.msg_type != CHAT_MSG:
+            return
+        conv = row.conv
+        for user_id in users:
+            if user_id == row.from_user_id:
+                continue
+            if any(conv in s.entered for s in self._registry.sessions_of(user_id)):
+                item = ReadIn(user_id, conv, row.seq, stored=True)
+                self._writer.submit(self._move, item, partial(self._read, row, user_id))
+
+    def _read(self, row: MsgRow, reader: int, result: tuple[int, int] | ImError) -> None:
+        if isinstance(result, ImError):
+            return
+        was, seq = result
+        if seq != was and row.chat_id and self.receipt is not None:
+            self.receipt(row.chat_id, reader, seq, {row.from_user_id, reader})
+
+    def _claimed(self, news: NoticeNews, result: bool | ImError) -> None:
+        if result is True:  # this node won: its connections, and the user's elsewhere
+            payload = codec.encode(notice_message(news.notice))
+            for s in self._registry.sessions_of(news.user_id):
+                s.send(payload)
+            self.send(payload, (news.user_id,))
+
+    def _deleted(self, user_id: int) -> None:
+        self._forget_user(user_id)
+        for session in list(self._registry.sessions_of(user_id)):
+            session.end(ErrorCode.UNAUTHORIZED, DELETED_REASON)
+
+    async def resumed(self) -> None:
+        """The bus is back after an outage: news may have been lost both ways."""
+        self._caches_stale()
+        self.bus.publish(self._prefix + "ctl", encode(self._node, Control("resync")))
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        sessions = [
+            s for u in list(self._registry.user_ids()) for s in self._registry.sessions_of(u)
+        ]
+        try:
+            await self.filler.catch_up(sessions)
+        except Exception:
+            log.exception("catching up from storage failed; clients' syncs will")

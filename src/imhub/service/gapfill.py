@@ -1,0 +1,133 @@
+"""Filling a connection's gaps from storage, in a cluster.
+
+A connection's floor per conversation says what it was given. When a live copy arrives with
+a seq past the next one (another node's message was overtaken by this node's, or its news was
+lost with a Redis outage), the session keeps it aside (``Session.ahead``) and asks here: the
+missing range is read from storage and written in order, then what waited follows. After the
+bus comes back, every local connection is compared with the conversations' newest seqs and
+caught up the same way. The database is the source of truth; the bus only makes it fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from imhub.protocol import codec
+from imhub.protocol.conversation import conv_key
+from imhub.protocol.messages import MsgType
+from imhub.service.delivery import message
+from imhub.service.sessions import Session
+from imhub.storage.catchup import last_seqs, member_range
+from imhub.storage.conversations import CHAT_MSG, MsgRow, messages_between
+from imhub.storage.reads import conversations_of
+
+log = logging.getLogger(__name__)
+
+PAGE = 256  # messages read at once for one fill
+
+
+def form(session: Session, row: MsgRow) -> bytes:
+    """A stored row as this connection gets it live: ``chat`` where the conversation is shown,
+    ``notice`` elsewhere; events as themselves."""
+    if row.msg_type != CHAT_MSG:
+        return codec.encode(message(row))
+    shown = row.conv in session.entered
+    return codec.encode(message(row, MsgType.CHAT if shown else MsgType.NOTICE))
+
+
+class GapFiller:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        read_at_once: Callable[[MsgRow, Iterable[int]], None],
+    ) -> None:
+        self._engine = engine
+        self._read_at_once = read_at_once  # the chat/notice rule for what a fill writes
+        self._running: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.fills = 0  # gaps filled from storage, for /metrics
+
+    def gap(self, session: Session, conv: int) -> None:
+        """``Session.on_gap``: fill ``conv`` for ``session`` (once at a time)."""
+        key = (id(session), conv)
+        if key not in self._running:
+            self._running[key] = asyncio.create_task(self._fill(session, conv, None, key))
+
+    def upto(self, session: Session, conv: int, last_seq: int) -> None:
+        """Make sure ``session`` has ``conv`` up to ``last_seq`` (a catch-up)."""
+        if last_seq <= session.floor.get(conv, 0) or session.closed:
+            return
+        key = (id(session), conv)
+        if key not in self._running:
+            self._running[key] = asyncio.create_task(self._fill(session, conv, last_seq, key))
+
+    async def _fill(
+        self, session: Session, conv: int, last_seq: int | None, key: tuple[int, int]
+    ) -> None:
+        try:
+            while not session.closed:
+                floor = session.floor.get(conv, 0)
+                target = session.gap(conv)
+                if last_seq is not None:
+                    target, last_seq = max(target or 0, last_seq), None
+                if target is None:
+                    return
+                if target > floor:
+                    self.fills += 1
+                    await self._write(session, conv, floor, target)
+                if session.held is not None:
+                    # What was read waits in ``held`` with the rest; raising the floor now
+                    # would drop it. Whatever still lacks after the release asks again.
+                    return
+                session.skip_to(conv, target)
+        except Exception:
+            log.exception("filling a gap from storage failed; the client's sync will")
+        finally:
+            self._running.pop(key, None)
+
+    async def _write(self, session: Session, conv: int, floor: int, target: int) -> None:
+        async with self._engine.connect() as conn:
+            after, upto = floor, target
+            if conv < 0 and session.user_id is not None:
+                visible = await member_range(conn, -conv, session.user_id)
+                if visible is None:
+                    return
+                join_seq, leave_seq = visible
+                after = max(after, join_seq - 1)
+                if leave_seq:
+                    upto = min(upto, leave_seq)
+            while after < upto:
+                rows = await messages_between(conn, conv, after, upto, PAGE)
+                if not rows:
+                    return
+                own = session.ahead.get(conv, {}) if session.ahead is not None else {}
+                for row in rows:
+                    if own.get(row.seq, b"") is not None:  # None: this connection sent it
+                        session.deliver(conv, row.seq, form(session, row))
+                if session.user_id is not None and conv in session.entered:
+                    self._read_at_once(rows[-1], (session.user_id,))
+                after = rows[-1].seq
+
+    async def catch_up(self, sessions: Iterable[Session]) -> None:
+        """Bring every one of ``sessions`` up to what storage holds now (after an outage)."""
+        by_user: dict[int, list[Session]] = {}
+        for s in sessions:
+            if s.user_id is not None and not s.closed:
+                by_user.setdefault(s.user_id, []).append(s)
+        users = sorted(by_user)
+        for start in range(0, len(users), 500):
+            chunk = users[start : start + 500]
+            async with self._engine.connect() as conn:
+                convs = await conversations_of(conn, chunk)
+            for user_id in chunk:
+                for state in convs[user_id]:
+                    conv = conv_key(state.chat_id, state.team_id)
+                    for s in by_user[user_id]:
+                        self.upto(s, conv, state.last_seq)
+
+    async def newest(self, convs: Iterable[int]) -> dict[int, int]:
+        async with self._engine.connect() as conn:
+            return await last_seqs(conn, list(convs))

@@ -1,0 +1,78 @@
+"""What a cluster node reads to catch a connection up: a group member's visible range, the
+newest seq of conversations, and the claim of a pending notice by the node that has its
+target online (``service.crossnode``)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imhub.protocol.errors import ImError
+from imhub.storage.conversations import TEAM, chat_t, team_t
+from imhub.storage.models import notice_target_table
+
+target_t = notice_target_table
+
+
+async def member_range(conn: AsyncConnection, team_id: int, user_id: int) -> tuple[int, int] | None:
+    """(join_seq, leave_seq or 0) of a member row of a group, or None: never a member."""
+    row = (
+        await conn.execute(
+            select(chat_t.c.join_seq, chat_t.c.leave_seq).where(
+                chat_t.c.event_type == TEAM,
+                chat_t.c.team_id == team_id,
+                chat_t.c.to_user_id == user_id,
+            )
+        )
+    ).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def last_seqs(conn: AsyncConnection, convs: Collection[int]) -> dict[int, int]:
+    """The newest seq of each conversation (a group's key is ``-team_id``)."""
+    found: dict[int, int] = {}
+    teams = [-c for c in convs if c < 0]
+    chats = [c for c in convs if c > 0]
+    if teams:
+        rows = await conn.execute(
+            select(team_t.c.team_id, team_t.c.last_seq).where(team_t.c.team_id.in_(teams))
+        )
+        found.update((-int(t), int(s)) for t, s in rows)
+    if chats:
+        rows = await conn.execute(
+            select(chat_t.c.chat_id, chat_t.c.last_seq).where(chat_t.c.chat_id.in_(chats))
+        )
+        found.update((int(c), int(s)) for c, s in rows)
+    return found
+
+
+@dataclass(slots=True, frozen=True)
+class ClaimIn:
+    notice_id: int
+    user_id: int
+
+
+class ClaimNotice:
+    """Writer kind: mark one target of a notice delivered, if nobody did; True when this node
+    did it (and must write the notice), False when a login or another node was first. The
+    conditional UPDATE takes the row's lock: of two claims only one sees it pending."""
+
+    async def run(self, conn: AsyncConnection, items: Sequence[ClaimIn]) -> list[bool | ImError]:
+        results: list[bool | ImError] = []
+        for item in items:
+            done = await conn.execute(
+                update(target_t)
+                .where(
+                    and_(
+                        target_t.c.notice_id == item.notice_id,
+                        target_t.c.to_user_id == item.user_id,
+                        target_t.c.delivered == False,  # noqa: E712 - SQL expression
+                    )
+                )
+                .values(delivered=True)
+            )
+            results.append(done.rowcount > 0)
+        return results
