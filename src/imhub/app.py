@@ -235,7 +235,7 @@ class App:
         self.writer.start()
         self.checkpointer.start()
         if self.cluster is not None:
-            await self.bus.start(self.cluster.on_news, self.cluster.resumed)
+            await self.bus.start(self.cluster.on_news, self.cluster.resumed, self.cluster.catch_up)
         try:
             await self.gateway.start()
         except OSError as exc:

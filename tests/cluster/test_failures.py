@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from imhub.client import ImClient, Message
 from tests.cluster.conftest import Node
 from tests.helpers import API_KEY, SECRET, TIMEOUT, TcpClient
+from tests.proxy import Proxy
 
 
 async def until(condition: Any, timeout: float = TIMEOUT * 4) -> None:
@@ -155,3 +156,29 @@ async def test_two_workers_share_the_port(postgres: Any, redis_server: Any, tmp_
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+async def test_news_a_dead_node_never_published_reaches_its_readers(
+    postgres: Any, redis_server: Any, tmp_path: Path
+) -> None:
+    """A node that answered a message and died before its news left: the other nodes see it
+    stop counting as alive and catch their connections up from storage."""
+    proxy = await Proxy(redis_server.port).start()
+    db = postgres.url(postgres.fresh())
+    one = Node(tmp_path / "one", database_url=db, cluster=f"redis://127.0.0.1:{proxy.port}/0")
+    two = Node(tmp_path / "two", database_url=db, cluster=redis_server.url)
+    try:
+        _, ca = await one.online("a")
+        b, cb = await two.online("b")
+        await ca.chat(b, "m0", "before")
+        assert (await cb.expect(7, TIMEOUT * 2))["body"] == "before"
+        proxy.blackhole = True  # from now on node one's news goes nowhere
+        lost = await ca.chat(b, "m1", "after")  # stored and answered; its news lost
+        one.crash()
+        got = await cb.expect(7, 30.0)  # one's liveness runs out (10 s); two catches up
+        assert (got["seq"], got["body"]) == (lost["seq"], "after")
+        assert await cb.silent(0.5)
+        assert "gone; catching up from storage" in two.log()
+    finally:
+        two.stop()
+        await proxy.close()

@@ -90,8 +90,13 @@ class Bus(Protocol):
         """Connected now."""
 
     def start(
-        self, on_news: Callable[[bytes], None], on_resumed: Callable[[], Awaitable[None]]
-    ) -> Awaitable[None]: ...
+        self,
+        on_news: Callable[[bytes], None],
+        on_resumed: Callable[[], Awaitable[None]],
+        on_node_gone: Callable[[], Awaitable[None]],
+    ) -> Awaitable[None]:
+        """Connect and listen: ``on_news`` gets each payload, ``on_resumed`` runs after an
+        outage of the bus, ``on_node_gone`` when another node stopped counting as alive."""
 
     async def close(self) -> None: ...
 
@@ -111,7 +116,10 @@ class LocalBus:
     up = True
 
     async def start(
-        self, on_news: Callable[[bytes], None], on_resumed: Callable[[], Awaitable[None]]
+        self,
+        on_news: Callable[[bytes], None],
+        on_resumed: Callable[[], Awaitable[None]],
+        on_node_gone: Callable[[], Awaitable[None]],
     ) -> None:
         return None
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import msgspec
@@ -120,13 +120,27 @@ class RedisPresence:
             self._dirty.setdefault(key, state)
         self._schedule()
 
-    async def keep_alive(self, up: Callable[[], bool]) -> None:
+    async def keep_alive(
+        self, up: Callable[[], bool], node_gone: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Say this node is alive every ``REFRESH`` seconds, and watch the others: when a node
+        seen alive stops being so (it crashed, or stopped), ``node_gone`` runs. A node that
+        died between a commit and its publish took that news with it; the receivers' catch-up
+        from storage is what delivers it (docs/architecture.md, "A node dies")."""
         self._up = up
+        seen: set[str] = set()
         while True:
-            await asyncio.sleep(REFRESH)
             if up():
-                with contextlib.suppress(RedisError, OSError):
+                try:
                     await self._alive()
+                    live = await self.live_nodes()
+                except (RedisError, OSError):
+                    live = seen
+                gone, seen = seen - live, live
+                if gone:
+                    log.info("cluster: node(s) %s gone; catching up from storage", sorted(gone))
+                    await node_gone()
+            await asyncio.sleep(REFRESH)
 
     async def _alive(self) -> None:
         now = int(time.time() * 1000)

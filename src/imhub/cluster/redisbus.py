@@ -73,7 +73,10 @@ class RedisBus:
         return self._up
 
     async def start(
-        self, on_news: Callable[[bytes], None], on_resumed: Callable[[], Awaitable[None]]
+        self,
+        on_news: Callable[[bytes], None],
+        on_resumed: Callable[[], Awaitable[None]],
+        on_node_gone: Callable[[], Awaitable[None]],
     ) -> None:
         """Connect (waiting at most a few seconds for the first time: a node may start while
         Redis is down, and then serves its own users until it comes)."""
@@ -83,7 +86,10 @@ class RedisBus:
         self._tasks = [
             asyncio.create_task(self._subscriber(first), name="imhub-bus-subscriber"),
             asyncio.create_task(self._publisher(), name="imhub-bus-publisher"),
-            asyncio.create_task(self.presence.keep_alive(lambda: self._up), name="imhub-bus-alive"),
+            asyncio.create_task(
+                self.presence.keep_alive(lambda: self._up, on_node_gone),
+                name="imhub-bus-alive",
+            ),
         ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3.0):
