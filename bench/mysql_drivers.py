@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 from itertools import chain
@@ -74,7 +75,8 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    server = MariaDB(Path(tempfile.mkdtemp(prefix="imhub-bench-")))
+    root = Path(tempfile.mkdtemp(prefix="imhub-bench-"))
+    server = MariaDB(root)
     try:
         server.admin("CREATE DATABASE bench CHARACTER SET utf8mb4")
         for round_ in range(args.rounds):  # interleaved, so drift hits both alike
@@ -85,6 +87,7 @@ def main() -> None:
                       f"   small commits {small:7,.0f} /s")  # fmt: skip
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
