@@ -103,12 +103,13 @@ async def test_presence_of_a_crashed_node_expires(cluster: Any) -> None:
     assert e not in [u["userId"] for u in page["users"]]
 
 
-async def test_two_workers_share_the_port(postgres: Any, redis_server: Any, tmp_path: Path) -> None:
-    db = postgres.url(postgres.fresh())
+async def test_two_workers_share_the_port(
+    postgres_db: Any, redis_server: Any, tmp_path: Path
+) -> None:
     env = {
         **os.environ, "IMHUB_DATA_DIR": str(tmp_path), "IMHUB_TOKEN_SECRET": SECRET,
-        "IMHUB_API_KEY": API_KEY, "IMHUB_DATABASE_URL": db, "IMHUB_CLUSTER": redis_server.url,
-        "IMHUB_PORT": "0", "IMHUB_LOG_LEVEL": "WARNING",
+        "IMHUB_API_KEY": API_KEY, "IMHUB_DATABASE_URL": postgres_db.url,
+        "IMHUB_CLUSTER": redis_server.url, "IMHUB_PORT": "0", "IMHUB_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "imhub", "serve", "--workers", "2"],
@@ -159,14 +160,13 @@ async def test_two_workers_share_the_port(postgres: Any, redis_server: Any, tmp_
 
 
 async def test_news_a_dead_node_never_published_reaches_its_readers(
-    postgres: Any, redis_server: Any, tmp_path: Path
+    postgres_db: Any, redis_server: Any, tmp_path: Path
 ) -> None:
     """A node that answered a message and died before its news left: the other nodes see it
     stop counting as alive and catch their connections up from storage."""
     proxy = await Proxy(redis_server.port).start()
-    db = postgres.url(postgres.fresh())
-    one = Node(tmp_path / "one", database_url=db, cluster=f"redis://127.0.0.1:{proxy.port}/0")
-    two = Node(tmp_path / "two", database_url=db, cluster=redis_server.url)
+    one = Node(tmp_path / "one", postgres_db, cluster=f"redis://127.0.0.1:{proxy.port}/0")
+    two = Node(tmp_path / "two", postgres_db, cluster=redis_server.url)
     try:
         _, ca = await one.online("a")
         b, cb = await two.online("b")
