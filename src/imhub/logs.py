@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,3 +103,30 @@ class AccessLogger(AbstractAccessLogger):
                 "bytes": response.body_length,
             },
         )
+
+
+class LogLimiter:
+    """At most ``burst`` lines per ``interval`` seconds; the lines over it are counted, and the
+    next line let through says how many were left out."""
+
+    __slots__ = ("_burst", "_clock", "_dropped", "_interval", "_start", "_used")
+
+    def __init__(self, burst: int, interval: float, clock: Callable[[], float]) -> None:
+        self._burst = burst
+        self._interval = interval
+        self._clock = clock
+        self._start = float("-inf")
+        self._used = 0
+        self._dropped = 0
+
+    def allow(self) -> int | None:
+        """None to leave this line out; otherwise how many were left out since the last one."""
+        now = self._clock()
+        if now - self._start >= self._interval:
+            self._start, self._used = now, 0
+        if self._used >= self._burst:
+            self._dropped += 1
+            return None
+        self._used += 1
+        dropped, self._dropped = self._dropped, 0
+        return dropped

@@ -13,9 +13,11 @@ import aiohttp
 import pytest
 
 from imhub.client import Sent
+from imhub.storage.outage import UNAVAILABLE
 from tests.client.conftest import App
 from tests.databases import Databases, MariaDatabases, PostgresDatabases
 from tests.helpers import TIMEOUT, ServerProcess
+from tests.ops.watch import LoggedServer
 from tests.services import MariaDB, Postgres
 
 
@@ -56,7 +58,7 @@ async def test_a_client_sending_through_a_database_outage_loses_nothing(
     tmp_path: Path, outage_databases: Databases, make_app: Callable[..., App]
 ) -> None:
     db_server = outage_databases.server  # type: ignore[attr-defined]
-    server = ServerProcess(tmp_path / "server", outage_databases)
+    server = LoggedServer(tmp_path / "server", outage_databases)
     try:
         alice, bob = await server.add_user("alice"), await server.add_user("bob")
         a = make_app(f"tcp://127.0.0.1:{server.port}", server.token(alice), request_timeout=60.0)
@@ -78,6 +80,14 @@ async def test_a_client_sending_through_a_database_outage_loses_nothing(
                     while (answer := await raw.recv(TIMEOUT * 2))["msgType"] not in (4, 8):
                         pass
                     raw_answers.append(answer)
+                # A login and an HTTP read meet the outage too: a 500 that says so.
+                fresh = await server.connect()
+                await fresh.send({"msgType": 1, "token": server.token(bob), "fromClientType": 2})
+                refused = await fresh.recv(TIMEOUT * 2)
+                assert (refused["code"], refused["reason"]) == (500, UNAVAILABLE), refused
+                status, body = await server.call("GET", f"/api/v1/users/{alice}/conversations")
+                assert (status, body["reason"]) == (500, UNAVAILABLE), body
+                await fresh.close()
             if n == 80:
                 db_server.start()
                 await until_ready(server, 200)
@@ -97,5 +107,9 @@ async def test_a_client_sending_through_a_database_outage_loses_nothing(
         await b.until(lambda: len(b.messages) >= total, 60)
         assert sorted(m.body for m in b.messages) == sorted(f"m{n}" for n in range(total))
         assert len(b.messages) == total
+        # The outage is a few lines saying so, not a traceback per request.
+        log = server.all_lines()
+        assert any("database unavailable" in line for line in log), log
+        assert not any("Traceback" in line for line in log), log
     finally:
         server.stop()

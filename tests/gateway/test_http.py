@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imhub.gateway.http import LogLimiter
+from imhub.logs import LogLimiter
 
 
 def test_a_burst_per_interval_then_a_count_of_what_was_left_out() -> None:

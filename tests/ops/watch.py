@@ -29,6 +29,14 @@ class LoggedServer(ServerProcess):
         for line in stream:
             self.lines.put(line.rstrip("\n"))
 
+    def all_lines(self) -> list[str]:
+        """Every line logged so far (those ``wait_for`` read, then the rest)."""
+        while True:
+            try:
+                self.seen.append(self.lines.get_nowait())
+            except queue.Empty:
+                return list(self.seen)
+
     def _next_line(self, deadline: float) -> str:
         line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
         self.seen.append(line)

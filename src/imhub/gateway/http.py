@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -25,37 +24,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from imhub.http.responses import error_response
+from imhub.logs import LogLimiter
 from imhub.metrics import HTTP, Metrics
 
 log = logging.getLogger(__name__)
 _QUOTED_BYTES = re.compile(r""":?\s*b['"]""")
-
-
-class LogLimiter:
-    """At most ``burst`` lines per ``interval`` seconds; the lines over it are counted, and the
-    next line let through says how many were left out."""
-
-    __slots__ = ("_burst", "_clock", "_dropped", "_interval", "_start", "_used")
-
-    def __init__(self, burst: int, interval: float, clock: Callable[[], float]) -> None:
-        self._burst = burst
-        self._interval = interval
-        self._clock = clock
-        self._start = float("-inf")
-        self._used = 0
-        self._dropped = 0
-
-    def allow(self) -> int | None:
-        """None to leave this line out; otherwise how many were left out since the last one."""
-        now = self._clock()
-        if now - self._start >= self._interval:
-            self._start, self._used = now, 0
-        if self._used >= self._burst:
-            self._dropped += 1
-            return None
-        self._used += 1
-        dropped, self._dropped = self._dropped, 0
-        return dropped
 
 
 class HttpConnection(RequestHandler):

@@ -17,13 +17,13 @@ from typing import Any, cast
 from aiohttp import web
 
 from imhub.config import Config
-from imhub.gateway.http import HttpConnection, LogLimiter
+from imhub.gateway.http import HttpConnection
 from imhub.gateway.listener import SniffProtocol
 from imhub.gateway.outlet import FrameOutlet
 from imhub.gateway.tcp import TcpConnection
 from imhub.gateway.websocket import serve_websocket
 from imhub.http.responses import error_response
-from imhub.logs import AccessLogger
+from imhub.logs import AccessLogger, LogLimiter
 from imhub.metrics import HTTP, PROTOCOLS, TYPE_SLOTS, Metrics
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError

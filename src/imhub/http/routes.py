@@ -20,6 +20,7 @@ from aiohttp import web
 
 from imhub.http.responses import error_response
 from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.outage import UNAVAILABLE, OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Router:
         self.routes = list(routes)
         self._api_key = api_key.encode()
         self._exact = {(r.method, r.path): r for r in self.routes if "{" not in r.path}
+        self._outage = OutageLog(log)
 
     def find(self, method: str, path: str) -> tuple[Route, Params]:
         """The route for ``method path`` and its path parameters; raises ``ImError`` 404 or
@@ -98,8 +100,10 @@ class Router:
             if "Allow" in exc.headers:  # a 405 says which methods the path has
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
-        except Exception:  # a bug: the caller still gets JSON, the log gets the traceback
-            log.exception("%s %s failed", request.method, request.path)
+        except Exception as exc:  # the caller still gets JSON
+            if self._outage.note(exc):  # the database is away: one line now and then
+                return error_response(ErrorCode.INTERNAL, UNAVAILABLE)
+            log.exception("%s %s failed", request.method, request.path)  # a bug: traceback
             return error_response(ErrorCode.INTERNAL, "internal error")
 
     def authorize(self, request: web.BaseRequest) -> None:

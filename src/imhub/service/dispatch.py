@@ -15,6 +15,7 @@ from typing import Any
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.sessions import Session
+from imhub.storage.outage import UNAVAILABLE, OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ BEFORE_LOGIN = frozenset({MsgType.HEARTBEAT, MsgType.LOGIN})
 class Dispatcher:
     def __init__(self, handlers: dict[MsgType, Handler]) -> None:
         self._handlers = handlers
+        self._outage = OutageLog(log)
 
     def handle(self, session: Session, msg: ImMsg) -> Awaitable[None] | None:
         """Handle one message; refusals become error frames on this connection only."""
@@ -47,9 +49,8 @@ class Dispatcher:
         except ImError as exc:
             self.refuse(session, exc, msg)
             pending = None
-        except Exception:  # a bug: this message fails, the connection goes on
-            log.exception("handler for msgType %s failed", msg.msg_type)
-            self.refuse(session, ImError(ErrorCode.INTERNAL, "internal error"), msg)
+        except Exception as exc:  # this message fails, the connection goes on
+            self.refuse(session, self._failed(exc, msg), msg)
             pending = None
         if pending is None:
             session.request_id = None
@@ -63,11 +64,18 @@ class Dispatcher:
             await pending
         except ImError as exc:
             self.refuse(session, exc, msg)
-        except Exception:
-            log.exception("handler for msgType %s failed", msg.msg_type)
-            self.refuse(session, ImError(ErrorCode.INTERNAL, "internal error"), msg)
+        except Exception as exc:
+            self.refuse(session, self._failed(exc, msg), msg)
         finally:
             session.request_id = None
+
+    def _failed(self, exc: Exception, msg: ImMsg) -> ImError:
+        """A 500 either way: the database being away is one line now and then; anything
+        else is a bug, logged with its traceback."""
+        if self._outage.note(exc):
+            return ImError(ErrorCode.INTERNAL, UNAVAILABLE)
+        log.error("handler for msgType %s failed", msg.msg_type, exc_info=exc)
+        return ImError(ErrorCode.INTERNAL, "internal error")
 
     @staticmethod
     def refuse(session: Session, exc: ImError, msg: ImMsg | None = None) -> None:

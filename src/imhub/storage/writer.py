@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.database import transient
+from imhub.storage.outage import UNAVAILABLE, OutageLog
 from imhub.storage.staged import Transaction
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class BatchWriter:
         # The writer's own connection, kept between batches: checking one out of the pool
         # and resetting it on return cost more than a small batch's writes.
         self._conn: AsyncConnection | None = None
+        self._outage = OutageLog(log)  # while the database is away: a line per 10 s
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="imhub-writer")
@@ -162,8 +164,11 @@ class BatchWriter:
             try:
                 results = await self._apply_retrying(jobs)
             except Exception as exc:
-                log.warning("batch of %d writes failed (%r); retrying them one by one", n, exc)
-                results = [await self._apply_alone(job) for job in jobs]
+                if self._outage.note(exc, n):  # every job would fail alike: refuse all now
+                    results = [ImError(ErrorCode.INTERNAL, UNAVAILABLE)] * n
+                else:
+                    log.warning("batch of %d writes failed (%r); retrying them one by one", n, exc)
+                    results = [await self._apply_alone(job) for job in jobs]
             self.batch_done = time.perf_counter()
             if self._on_batch is not None:
                 self._on_batch(n, self.batch_done - began)
@@ -215,5 +220,7 @@ class BatchWriter:
         try:
             return (await self._apply_retrying([job]))[0]
         except Exception as exc:
+            if self._outage.note(exc):
+                return ImError(ErrorCode.INTERNAL, UNAVAILABLE)
             log.error("write failed: %r", exc)
             return ImError(ErrorCode.INTERNAL, "storage failed; nothing was stored, retry")
