@@ -54,7 +54,7 @@ from imhub.storage.staged import Transaction
 from imhub.storage.system import StoreSystemMessages
 from imhub.storage.teams import ApplyTeamOps, Teams
 from imhub.storage.users import DeleteUsers, KnownUsers
-from imhub.storage.writer import BatchWriter
+from imhub.storage.writer import BATCH_DEADLINE, BatchWriter
 
 log = logging.getLogger("imhub")
 
@@ -76,7 +76,12 @@ class App:
         # from transactions that committed.
         tx = Transaction()
         self.writer = writer = BatchWriter(
-            engine, tx, config.batch_max, self.checkpointer.between_batches, self._batch_done
+            engine,
+            tx,
+            config.batch_max,
+            self.checkpointer.between_batches,
+            self._batch_done,
+            deadline=None if engine.dialect.name == "sqlite" else BATCH_DEADLINE,
         )
         metrics.write_queue = lambda: writer.queued
         self.registry = registry = SessionRegistry()

@@ -31,6 +31,11 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# At most 8 MiB: a message must be stored alike on every database, and MySQL/MariaDB refuse a
+# statement over their max_allowed_packet (16 MiB by default), which a body near it, with its
+# row and escapes, would pass.
+MAX_FRAME_LIMIT = 8 * 1024 * 1024
+FrameSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAME_LIMIT)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["text", "json"]
 
@@ -43,7 +48,7 @@ class Config:
     database_url: str = ""  # empty: SQLite in data_dir
     token_secret: str = ""  # empty: generated and kept in data_dir
     api_key: str = ""  # empty: generated and kept in data_dir
-    max_frame: Positive = 64 * 1024
+    max_frame: FrameSize = 64 * 1024
     login_timeout: Seconds = 5.0
     idle_timeout: Seconds = 90.0
     max_outbound: Positive = 1024 * 1024  # bytes kept for one connection before it is dropped

@@ -6,6 +6,8 @@ sending through the outage ends with every message stored exactly once."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from imhub.client import Sent
 from imhub.storage.outage import UNAVAILABLE
+from imhub.storage.writer import BATCH_DEADLINE
 from tests.client.conftest import App
 from tests.databases import Databases, MariaDatabases, PostgresDatabases
 from tests.helpers import TIMEOUT, ServerProcess
@@ -113,3 +116,54 @@ async def test_a_client_sending_through_a_database_outage_loses_nothing(
         assert not any("Traceback" in line for line in log), log
     finally:
         server.stop()
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children (a PostgreSQL server: the postmaster and its backends)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
+async def test_a_database_that_hangs_gets_sends_answered_not_held(tmp_path: Path) -> None:
+    """A database server that stops answering without closing its sockets (frozen): a send
+    is answered with a retryable 500 within the writer's deadline, not held until it wakes;
+    the same send once it is back is stored once."""
+    factory = PostgresDatabases(Postgres())
+    server = ServerProcess(tmp_path / "server", factory)
+    frozen: list[int] = []
+    try:
+        alice, raw = await server.online("alice")
+        bob = await server.add_user("bob")
+        assert (await raw.chat(bob, "before", "before"))["code"] == 0
+        frozen = _family(factory.server.pid)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        await raw.send({"msgType": 3, "toUserId": bob, "msgIdClient": "m1", "body": "during"})
+        answer = await raw.recv(BATCH_DEADLINE + TIMEOUT)
+        assert (answer["msgType"], answer["code"]) == (8, 500), answer
+        assert (answer["msgIdClient"], answer["reason"]) == ("m1", UNAVAILABLE)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+        async with asyncio.timeout(TIMEOUT * 6):
+            while True:  # resent, as a client does after a 500, until the pool reconnects
+                await raw.send({"msgType": 3, "toUserId": bob, "msgIdClient": "m1",
+                                "body": "during"})  # fmt: skip
+                answer = await raw.recv(BATCH_DEADLINE + TIMEOUT)
+                if answer["msgType"] == 4:
+                    break
+                assert answer["code"] == 500, answer
+                await asyncio.sleep(0.5)
+        assert server.count("select count(*) from person_msg where msg_id_client = 'm1'") == 1
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        server.stop()
+        factory.server.remove()

@@ -51,6 +51,8 @@ def test_flags_beat_variables_beat_the_file_beats_the_defaults(tmp_path: Path) -
         ("[server]\nport = 1\n", "unknown key 'server'"),
         ("port = \n", "not valid TOML"),
         ("idle_timeout = inf\n", "idle_timeout: expected a finite number"),
+        # What every database stores alike (MariaDB refuses statements past 16 MiB).
+        ("max_frame = 1000000000\n", "max_frame: expected `int` <= 8388608"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

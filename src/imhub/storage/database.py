@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2048
+CONNECT_TIMEOUT = 5.0  # seconds (PostgreSQL, MySQL/MariaDB)
+STATEMENT_TIMEOUT = 10.0  # seconds one statement may wait for the server's answer
 
 
 def url_problem(url: str) -> str | None:
@@ -99,7 +101,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # use and replaced, instead of failing the request that drew it.
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("isolation_level", "READ COMMITTED")
+    # A database server that hangs (stopped, or cut off without a reset) must not hold a
+    # request forever: connecting and each statement have a time limit, after which the
+    # request fails like any outage (``storage.outage``: a retryable 500).
+    if backend == "postgresql":
+        kwargs.setdefault(
+            "connect_args", {"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT}
+        )
     if backend in ("mysql", "mariadb"):
+        kwargs.setdefault(
+            "connect_args",
+            {"connect_timeout": int(CONNECT_TIMEOUT), "read_timeout": int(STATEMENT_TIMEOUT)},
+        )
         url = _mysql_url(url)
     engine = create_async_engine(url, **kwargs)
     if backend in ("mysql", "mariadb"):

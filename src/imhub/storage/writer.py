@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_RETRIES = 5  # tries of a batch that meets another writer (deadlock, lock timeout)
 RETRY_PAUSE = 0.005  # seconds before the second try; doubled each time, with jitter
+# On PostgreSQL and MySQL/MariaDB: the seconds one try of a batch may take before its writes
+# are answered with a retryable 500 (a batch takes milliseconds; a deadlock costs the
+# database's detection time, 1 s by default on PostgreSQL), and the seconds closing a
+# connection may take after that.
+BATCH_DEADLINE = 10.0
+CLOSE_WITHIN = 2.0
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,6 +82,7 @@ class BatchWriter:
         batch_max: int = 512,
         between_batches: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._engine = engine
         self._tx = tx
@@ -94,6 +101,10 @@ class BatchWriter:
         # The writer's own connection, kept between batches: checking one out of the pool
         # and resetting it on return cost more than a small batch's writes.
         self._conn: AsyncConnection | None = None
+        # Seconds one try of a batch may take (a database server that hangs without closing
+        # its sockets would otherwise hold every send unanswered); None on SQLite, whose
+        # statements run in a thread that a timeout could not stop.
+        self._deadline = deadline
         self._outage = OutageLog(log)  # while the database is away: a line per 10 s
 
     def start(self) -> None:
@@ -146,7 +157,8 @@ class BatchWriter:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                await conn.close()
+                async with asyncio.timeout(CLOSE_WITHIN):  # a hung server never answers
+                    await conn.close()
             except Exception:  # a broken connection: the pool discards it anyway
                 log.warning("closing the writer's connection failed", exc_info=True)
 
@@ -189,12 +201,13 @@ class BatchWriter:
         assert tx.clean, "a transaction began with uncommitted cache entries"
         results: list[Any] = []
         try:
-            if self._conn is None:
-                self._conn = await self._engine.connect()
-            conn = self._conn
-            async with conn.begin():
-                for kind, run in groupby(jobs, key=lambda j: j.kind):
-                    results.extend(await kind.run(conn, [j.item for j in run]))
+            async with asyncio.timeout(self._deadline):
+                if self._conn is None:
+                    self._conn = await self._engine.connect()
+                conn = self._conn
+                async with conn.begin():
+                    for kind, run in groupby(jobs, key=lambda j: j.kind):
+                        results.extend(await kind.run(conn, [j.item for j in run]))
         except BaseException:  # any failure, cancellation included: nothing was written
             tx.discard()
             await self._disconnect()  # the next batch starts on a fresh connection
