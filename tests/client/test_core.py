@@ -236,7 +236,8 @@ class ClientSession(RuleBasedStateMachine):
     @precondition(lambda self: self.core.state is State.ONLINE)
     @rule(conv=st.sampled_from(CONVS))
     def app_enters(self, conv: int) -> None:
-        """As ``ImClient.enter``: the answer's read position starts a new conversation."""
+        """As ``ImClient.enter``: a new conversation starts at 0, saved before the request."""
+        self.core.entering(conv)
         rid = self.core.call({"msgType": MsgType.CHAT_ENTER, **address(conv)}, self.now)
         self.entering[rid] = conv
         self.pump()
@@ -376,5 +377,23 @@ def test_a_message_queued_but_not_taken_comes_again_after_a_kill() -> None:
         "server_reads 5",
         "client_reads 5",
         "loop_turns",
+        "app_killed_and_restarted 0",
+    )
+
+
+def test_an_entered_conversation_killed_before_the_answer_still_hands_over() -> None:
+    """Found by the state machine: the app enters a new conversation, the server reads the
+    enter and then a peer's message in it (read at once, since it is shown), and the app is
+    killed before either reaches it. The restart must not start the conversation at the
+    server's read position, past the message."""
+    walk(
+        "connect",
+        "server_reads 1",
+        "client_reads 1",
+        "server_reads 1",
+        "client_reads 1",
+        "app_enters 1",
+        "server_reads 1",
+        "peer_sends 1",
         "app_killed_and_restarted 0",
     )

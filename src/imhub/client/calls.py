@@ -27,6 +27,8 @@ class Calls:
         """Show a conversation: its messages arrive as chat and are read; returns the read
         position. Re-entered automatically after a reconnect."""
         conv = arguments.conversation(chat_id, team_id)
+        self._core.entering(conv)
+        self._pump()  # its start is saved before the request leaves
         answer = await self.request({"msgType": MsgType.CHAT_ENTER, **address(conv)})
         self._core.entered_at(conv, answer.seq or 0)
         self._pump()

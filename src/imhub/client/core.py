@@ -244,6 +244,14 @@ class SessionCore:
         self._set_state(State.CLOSED, reason)
         self._drop(reason)
 
+    def entering(self, conv: int) -> None:
+        """The application is about to enter ``conv``. A conversation this client has not
+        started starts at its beginning, saved before the request leaves: the server reads
+        at once whatever arrives while it is entered, so after a kill before the answer a
+        start taken from the server's read position would pass over those messages. (Unknown
+        after a sync means it had nothing for this client; a group starts at its ``joinSeq``.)"""
+        self.inbox.know([(conv, 0)])
+
     def entered_at(self, conv: int, read_seq: int) -> None:
         """The application entered ``conv``, whose read position was then ``read_seq``: a
         conversation not started yet starts there (what follows is new to this client)."""
