@@ -148,3 +148,11 @@ def test_a_refusal_names_the_message_whatever_else_was_wrong(payload: bytes) -> 
     with pytest.raises(ImError) as refused:
         codec.decode(payload)
     assert refused.value.code == 400 and refused.value.msg_id_client == "m1"
+
+
+def test_a_lone_surrogate_escape_is_refused_for_what_it_is() -> None:
+    """msgspec calls it "Input data was truncated"; the peer is told what is wrong."""
+    with pytest.raises(ImError) as refused:
+        codec.decode(b'{"msgType": 3, "body": "\\ud800"}')
+    assert refused.value.code == ErrorCode.BAD_REQUEST
+    assert "surrogate" in refused.value.reason

@@ -8,6 +8,7 @@ peer's bytes without guarding against anything else.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -44,7 +45,7 @@ def decode(payload: bytes | str) -> ImMsg:
     except Exception as exc:
         raise ImError(
             ErrorCode.BAD_REQUEST,
-            refusal(exc, "message"),
+            refusal(exc, "message", payload),
             msg_id_client=_recover_msg_id_client(payload),
         ) from None
 
@@ -58,7 +59,7 @@ def decode_as(decoder: msgspec.json.Decoder[T], payload: bytes | str, what: str)
         _check_no_nul(payload)
         return value
     except Exception as exc:
-        raise ImError(ErrorCode.BAD_REQUEST, refusal(exc, what)) from None
+        raise ImError(ErrorCode.BAD_REQUEST, refusal(exc, what, payload)) from None
 
 
 def _check_utf8(payload: bytes | str) -> None:
@@ -94,11 +95,14 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def refusal(exc: Exception, what: str) -> str:
-    """The reason given to a peer whose input failed to decode with ``exc``."""
+def refusal(exc: Exception, what: str, payload: bytes | str = b"") -> str:
+    """The reason given to a peer whose input ``payload`` failed to decode with ``exc``."""
     if isinstance(exc, msgspec.ValidationError):
         return f"invalid {what}: {exc}"  # names the field: "Expected `int` … - at `$.toUserId`"
     if isinstance(exc, msgspec.DecodeError):
+        if str(exc) == "Input data was truncated" and _surrogate_escape(payload):
+            # msgspec's words for an escape of half a surrogate pair alone: say what it is
+            return "malformed JSON: a \\uD800-\\uDFFF escape that is not half of a surrogate pair"
         return f"malformed JSON: {exc}"
     if isinstance(exc, UnicodeDecodeError):  # msgspec checks UTF-8 only when it builds a str
         return f"malformed JSON: invalid UTF-8 at byte {exc.start}"
@@ -107,6 +111,14 @@ def refusal(exc: Exception, what: str) -> str:
     if isinstance(exc, RecursionError):
         return "malformed JSON: nested too deeply"
     return f"malformed JSON: {type(exc).__name__}"
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _surrogate_escape(payload: bytes | str) -> bool:
+    data = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+    return _SURROGATE.search(data) is not None
 
 
 def _recover_msg_id_client(payload: bytes | str) -> str | None:
