@@ -46,6 +46,7 @@ from imhub.storage.caches import StorageCaches
 from imhub.storage.chats import EnsurePairs, Pairs
 from imhub.storage.conversations import Sequences
 from imhub.storage.database import Checkpointer, ExclusiveLock, LockedError, create_engine, ping
+from imhub.storage.locks import RowLocks
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
 from imhub.storage.notices import ClaimOnLogin
@@ -75,14 +76,6 @@ class App:
         # State the writer keeps between batches (caches of what only it changes), kept only
         # from transactions that committed.
         tx = Transaction()
-        self.writer = writer = BatchWriter(
-            engine,
-            tx,
-            config.batch_max,
-            self.checkpointer.between_batches,
-            self._batch_done,
-            deadline=None if engine.dialect.name == "sqlite" else BATCH_DEADLINE,
-        )
         metrics.write_queue = lambda: writer.queued
         self.registry = registry = SessionRegistry()
         self.auth = TokenAuthority(config.token_secret)
@@ -94,6 +87,16 @@ class App:
         sequences = Sequences(tx, shared=shared)
         pairs, teams = Pairs(tx), Teams(tx, sequences=sequences)
         known_users = KnownUsers(tx, shared=shared)
+        self.writer = writer = BatchWriter(
+            engine,
+            tx,
+            config.batch_max,
+            self.checkpointer.between_batches,
+            self._batch_done,
+            # Shared: every batch locks its rows in one order first (docs/architecture.md).
+            lock_rows=RowLocks(sequences, pairs) if shared else None,
+            deadline=BATCH_DEADLINE if shared else None,
+        )
         self.caches = StorageCaches(known_users, teams)
         membership = Membership(engine, teams)
         delivery = Delivery(registry)

@@ -254,3 +254,143 @@ async def test_a_batch_that_meets_another_writers_lock_is_tried_again(
         srv.stop()
         if backend == "mariadb":
             database.sql("SET GLOBAL innodb_lock_wait_timeout = 50")
+
+
+async def test_reads_moving_while_writers_store_never_deadlock(
+    shared: None, backend: str, databases: Databases, tmp_path: Path
+) -> None:
+    """Three servers store to one pair and one group while the read positions of both move
+    through every server at once (explicit reads, and members showing the conversations, whose
+    positions move with each message). Before, a batch that moved a read of the pair and then
+    stored to the group locked the pair's row before the group's, another the other way round,
+    and they deadlocked. Every batch now takes its row locks in one order, so no writer ever
+    waits for another in a circle: no deadlock (which the writer logs as "met another writer"
+    before trying the batch again), no late lock, and the data checks of the first test."""
+    database = databases.fresh(tmp_path)
+    servers = [
+        LoggedServer(tmp_path / f"s{i}", database, log_level="INFO", log_format="json")
+        for i in range(SERVERS)
+    ]
+    try:
+        await _store_and_read_everywhere(servers)
+        lines = [line for srv in servers for line in srv.all_lines()]
+        met = [line for line in lines if "met another writer" in line or "locked after" in line]
+        assert not met, met
+        if backend == "postgresql":
+            assert database.count("select deadlocks from pg_stat_database"
+                                  " where datname = current_database()") == 0  # fmt: skip
+    finally:
+        for srv in servers:
+            srv.stop()
+
+
+async def _store_and_read_everywhere(servers: list[LoggedServer]) -> None:
+    first = servers[0]
+    users = [await first.add_user(f"u{i}") for i in range(4)]
+    a, b = users[0], users[1]
+    senders: dict[tuple[int, int], Client] = {}
+    readers: dict[tuple[int, int], Client] = {}
+    for u in users:
+        for s, srv in enumerate(servers):
+            for conns in (senders, readers):
+                conns[(u, s)] = c = await srv.connect()
+                await c.login(srv.token(u))
+    owner = senders[(a, 0)]
+    await owner.send({"msgType": 16, "teamName": "all", "memberIds": users[1:]})
+    while "code" not in (created := await owner.expect(16)):
+        pass
+    team = created["teamId"]
+    chat = (await owner.chat(b, "first", "hi"))["chatId"]
+    for (u, _), c in readers.items():  # shown here: each message stored moves u's position
+        shown = [{"teamId": team}] + ([{"chatId": chat}] if u in (a, b) else [])
+        for where in shown:
+            await c.send({"msgType": 5, **where})
+            while (await c.recv())["msgType"] != 5:
+                pass
+    rng = random.Random(11)
+    per = 20
+    keys = list(senders)
+    sending = True
+
+    async def send_all(u: int, s: int) -> dict[str, dict[str, Any]]:
+        """One message at a time, like a person typing: batches mix stores and reads."""
+        got: dict[str, dict[str, Any]] = {}
+        for i in range(per):
+            mid = f"{u}-{s}-{i}"
+            msg: dict[str, Any] = {"msgType": 3, "msgIdClient": mid, "body": mid}
+            if u in (a, b) and i % 2:
+                msg["toUserId"] = b if u == a else a
+            else:
+                msg["teamId"] = team
+            await senders[(u, s)].send(msg)
+            got.update(await answers_to(senders[(u, s)], [mid]))
+        return got
+
+    async def send_everywhere() -> list[dict[str, dict[str, Any]]]:
+        nonlocal sending
+        try:
+            return await asyncio.gather(*(send_all(u, s) for u, s in keys))
+        finally:
+            sending = False
+
+    async def read_all(u: int, s: int) -> list[dict[str, Any]]:
+        """Reads one after another, through every server, for as long as messages go."""
+        answers: list[dict[str, Any]] = []
+        while sending or not answers:
+            mid = f"r{u}-{s}-{len(answers)}"
+            where = {"chatId": chat} if u in (a, b) else {"teamId": team}
+            await readers[(u, s)].send(
+                {"msgType": 12, **where, "seq": rng.randint(1, 3 * per), "msgIdClient": mid}
+            )
+            async with asyncio.timeout(TIMEOUT * 6):
+                while (msg := await readers[(u, s)].recv(TIMEOUT * 6)).get("msgIdClient") != mid:
+                    pass
+            answers.append(msg)
+        return answers
+
+    sent, read = await asyncio.gather(
+        send_everywhere(), asyncio.gather(*(read_all(u, s) for u, s in keys))
+    )
+    db = first.database
+    acked = 1  # "first"
+    for (u, _), answers in zip(keys, sent, strict=True):
+        for mid, ans in answers.items():
+            assert ans["msgType"] == 4 and ans["code"] == 0, ans
+            table, key, ident, conv = (
+                ("team_msg", "team_id", "team_msg_id", team)
+                if "teamId" in ans
+                else ("person_msg", "chat_id", "person_msg_id", chat)
+            )
+            rows = db.sql(f"select {key}, seq, {ident} from {table}"
+                          " where from_user_id=? and msg_id_client=?", u, mid)  # fmt: skip
+            assert rows == [(conv, ans["seq"], ans["msgIdServer"])], (u, mid, rows, ans)
+            acked += 1
+    assert acked == 1 + len(keys) * per
+    for table, key, conv, head in (
+        ("person_msg", "chat_id", chat, "select last_seq from chat where chat_id=?"),
+        ("team_msg", "team_id", team, "select last_seq from team where team_id=?"),
+    ):
+        last = db.count(head, conv)
+        seqs = [s for (s,) in db.sql(f"select seq from {table} where {key}=? order by seq", conv)]
+        assert seqs == list(range(1, last + 1)), (table, seqs)
+    assert (
+        db.count("select count(*) from person_msg")
+        + db.count("select count(*) from team_msg where msg_type = 3")
+        == acked
+    )
+    # Positions never moved back: each ends at or past the highest one a read answered.
+    highest: dict[tuple[int, str], int] = defaultdict(int)
+    for (u, _), answers in zip(keys, read, strict=True):
+        for ans in answers:
+            assert ans["msgType"] == 12 and ans["code"] == 0, ans
+            where = "chat" if ans.get("chatId") else "team"
+            highest[(u, where)] = max(highest[(u, where)], ans["seq"])
+    assert len(highest) == 4  # a and b read the pair, the others the group
+    for (u, where), seq in highest.items():
+        if where == "team":
+            pos = db.count("select to_read_seq from chat where team_id=? and to_user_id=?",
+                           team, u)  # fmt: skip
+        else:
+            col = "from_read_seq" if u == min(a, b) else "to_read_seq"
+            pos = db.count(f"select {col} from chat where chat_id=?", chat)
+        assert pos >= seq, (u, where, pos, seq)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from imhub.protocol.errors import ImError
 from imhub.storage.conversations import TEAM, chat_t, team_t
 from imhub.storage.models import notice_target_table
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 target_t = notice_target_table
 
@@ -59,6 +63,9 @@ class ClaimNotice:
     """Writer kind: mark one target of a notice delivered, if nobody did; True when this node
     did it (and must write the notice), False when a login or another node was first. The
     conditional UPDATE takes the row's lock: of two claims only one sees it pending."""
+
+    def rows(self, items: Sequence[ClaimIn], into: Rows) -> None:
+        into.claims.update((item.notice_id, item.user_id) for item in items)
 
     async def run(self, conn: AsyncConnection, items: Sequence[ClaimIn]) -> list[bool | ImError]:
         results: list[bool | ImError] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -21,6 +21,10 @@ from imhub.storage.bulk import select_where_pairs_in
 from imhub.storage.conversations import PERSON
 from imhub.storage.models import chat_table
 from imhub.storage.staged import Staged, Transaction
+from imhub.storage.users import existing_users
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 chat_t = chat_table
 
@@ -58,8 +62,11 @@ class Pairs:
         self._ids: Staged[tuple[int, int], int] = Staged(tx, cache_max)
 
     async def chat_ids(
-        self, conn: AsyncConnection, pairs: set[tuple[int, int]]
+        self, conn: AsyncConnection, pairs: set[tuple[int, int]], users_checked: bool = True
     ) -> dict[tuple[int, int], int]:
+        """The chat id of each pair, creating the rows that do not exist. Without
+        ``users_checked`` (``locks.RowLocks``, before the batch's own checks) only pairs of
+        two users who exist are created; the others are left out."""
         ids = self._ids
         known = {p: ids[p] for p in pairs if p in ids}
         missing = pairs - known.keys()
@@ -67,6 +74,9 @@ class Pairs:
             return known
         await self._find(conn, missing, known)
         new = sorted(missing - known.keys())
+        if new and not users_checked:
+            live = await existing_users(conn, {u for p in new for u in p})
+            new = [(a, b) for a, b in new if a in live and b in live]
         if new:
             # Another writer may create the same pair at the same moment: rows that collide
             # with the pair's unique key are skipped (after waiting for that writer's commit)
@@ -118,6 +128,9 @@ class EnsurePairs:
 
     def __init__(self, pairs: Pairs) -> None:
         self._pairs = pairs
+
+    def rows(self, items: Sequence[tuple[int, int]], into: Rows) -> None:
+        into.pairs.update(pair(a, b) for a, b in items)
 
     async def run(
         self, conn: AsyncConnection, items: Sequence[tuple[int, int]]

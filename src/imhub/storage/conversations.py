@@ -9,6 +9,7 @@ the batched writer; each member's read position is the highest sequence they hav
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ from imhub.protocol.conversation import conv_key
 from imhub.storage.bulk import Script
 from imhub.storage.models import chat_table, person_msg_table, team_msg_table, team_table
 from imhub.storage.staged import Staged, Transaction
+
+log = logging.getLogger(__name__)
 
 chat_t = chat_table
 person_t = person_msg_table
@@ -229,12 +232,16 @@ class Sequences:
 
     Several writers (PostgreSQL, MySQL/MariaDB, ``shared=True``): the conversation's row is
     the allocator all writers agree on. ``load`` reads ``last_seq`` with ``SELECT … FOR
-    UPDATE``, in id order (groups first, then chats) so that two writers cannot wait on each
-    other, and the row stays locked until the transaction ends; the numbers are written back
-    in the same transaction. Nothing is kept past the transaction. Locks are taken before any
-    savepoint of the batch, since rolling back to a savepoint may release the locks taken
-    after it (PostgreSQL does). The team row's ``version`` (bumped by every membership
-    change) is read under the same lock, for ``teams.Teams`` to check its member lists by.
+    UPDATE`` and the row stays locked until the transaction ends; the numbers are written back
+    in the same transaction. Nothing is kept past the transaction. Every conversation a batch
+    will touch (numbers, read positions, membership) is loaded at the start of its
+    transaction, in the one order of ``locks.RowLocks`` (groups, then chats, each by id), so
+    two writers cannot wait on each other in a circle; ``seal`` marks the end of that pass,
+    and a later ``load`` of a row nobody declared is logged as the bug it is. The locks are
+    thus taken before any savepoint of the batch, as they must be: rolling back to a
+    savepoint may release the locks taken after it (PostgreSQL does). The team row's
+    ``version`` (bumped by every membership change) is read under the same lock, for
+    ``teams.Teams`` to check its member lists by.
 
     In both cases the value written back is in the row, and the row's unique ``(conversation,
     seq)`` key on the messages backs it up.
@@ -253,6 +260,22 @@ class Sequences:
         tx.scratch(self._teams.clear)
         self._unsaved: set[int] = set()  # numbers handed out and not yet in a script
         tx.scratch(self._unsaved.clear)
+        self._sealed = False  # shared: the batch's ordered pass of locks is over
+        tx.scratch(self._unseal)
+
+    def seal(self) -> None:
+        """Shared: the batch's rows are locked (``locks.RowLocks``); lock no more."""
+        self._sealed = True
+
+    def _unseal(self) -> None:
+        self._sealed = False
+
+    def created(self, conv: int) -> None:
+        """A conversation whose row this transaction inserted (a new group): its numbers
+        start at 0, and its row is locked already (no other writer can see it yet)."""
+        self._last[conv] = 0
+        if conv < 0:
+            self._teams[-conv] = (0, False)
 
     async def load(self, conn: AsyncConnection, convs: Iterable[int]) -> None:
         """Make sure the last numbers of ``convs`` are known (one query per kind for those
@@ -262,6 +285,8 @@ class Sequences:
         missing = {c for c in convs if c not in last}
         if not missing:
             return
+        if self._sealed and any(missing):  # (0 names no conversation: nothing to lock)
+            log.warning("rows locked after the batch's ordered pass: %s", sorted(missing))
         teams = sorted(-c for c in missing if c < 0)
         chats = sorted(c for c in missing if c > 0)
         if teams:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import msgspec
 from sqlalchemy import update
@@ -38,6 +39,9 @@ from imhub.storage.conversations import (
 from imhub.storage.teams import Teams
 from imhub.storage.users import KnownUsers
 from imhub.storage.writer import each
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 RECALL_MSG = 10  # msg_type of a recall event (the protocol's recall)
 
@@ -81,6 +85,14 @@ class StoreMessages:
         self._seqs = sequences
         self._viewers = viewers
 
+    def rows(self, items: Sequence[MsgIn], into: Rows) -> None:
+        """Shared databases: each message's group, or its pair (``locks``)."""
+        for m in items:
+            if m.team_id:
+                into.convs.add(-m.team_id)
+            else:
+                into.pairs.add(pair(m.from_user_id, m.to_user_id))
+
     async def run(self, conn: AsyncConnection, items: Sequence[MsgIn]) -> list[Stored | ImError]:
         """Store the batch as if every message were new (the unique key on (sender,
         msgIdClient) catches copies stored before); if one was not, undo, look the earlier
@@ -107,11 +119,9 @@ class StoreMessages:
         recipients = await self._users.existing(
             conn, {m.to_user_id for m in items if not m.team_id} | {m.from_user_id for m in items}
         )
-        if self._seqs.shared:
-            # Lock the groups' rows first, all at once and in id order (``Sequences``): the
-            # membership checks below are then made against what no one can change before
-            # this transaction ends.
-            await self._seqs.load(conn, {-m.team_id for m in items if m.team_id})
+        # Shared databases: the groups' rows and the pairs' are locked by now (``rows``), so
+        # the membership checks below are made against what no one can change before this
+        # transaction ends.
         first_of: dict[tuple[bool, int, str], int] = {}
         # (index, the group's conversation key or the one-to-one pair, audience)
         fresh: list[tuple[int, int | tuple[int, int], frozenset[int]]] = []
@@ -227,6 +237,9 @@ class Recall:
     def __init__(self, teams: Teams, sequences: Sequences) -> None:
         self._teams = teams
         self._seqs = sequences
+
+    def rows(self, items: Sequence[RecallIn], into: Rows) -> None:
+        into.convs.update(item.conv for item in items)
 
     async def run(self, conn: AsyncConnection, items: Sequence[RecallIn]) -> list[Stored | ImError]:
         results = await each(items, partial(self._recall, conn))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,6 +19,9 @@ from imhub.storage.models import notice_table, notice_target_table
 from imhub.storage.reads import ConvState, conversations_of
 from imhub.storage.staged import Transaction
 from imhub.storage.users import KnownUsers, existing_users
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 notice_t = notice_table
 target_t = notice_target_table
@@ -136,7 +140,9 @@ _PENDING = (
     # Locked: two servers logging the same user in at once, or another node claiming one of
     # them (``storage.catchup.ClaimNotice``): one waits, then sees the targets the other
     # claimed as delivered (READ COMMITTED re-checks the row), so each notice is handed over
-    # once. (SQLite, one writer, has no such clause and needs none.)
+    # once. The rows are locked by the batch's ordered pass already (``locks.RowLocks``);
+    # this clause covers a target stored since. (SQLite, one writer, has no such clause and
+    # needs none.)
     .with_for_update()
 )
 
@@ -150,6 +156,10 @@ class ClaimOnLogin:
     def __init__(self, users: KnownUsers, tx: Transaction) -> None:
         self._users = users
         self._tx = tx
+
+    def rows(self, items: Sequence[LoginIn], into: Rows) -> None:
+        """Shared databases: the users' pending notice targets."""
+        into.logins.update(item.user_id for item in items)
 
     async def run(
         self, conn: AsyncConnection, items: Sequence[LoginIn]

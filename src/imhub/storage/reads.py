@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,6 +30,9 @@ from imhub.storage.conversations import (
     team_msg_t,
     team_t,
 )
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 
 @dataclass(slots=True, frozen=True)
@@ -210,11 +213,15 @@ class MoveReads:
     def __init__(self, sequences: Sequences) -> None:
         self._seqs = sequences
 
+    def rows(self, items: Sequence[ReadIn], into: Rows) -> None:
+        """Shared databases: the conversation's row; a group's holds its member rows."""
+        into.convs.update(item.conv for item in items)
+
     async def run(
         self, conn: AsyncConnection, items: Sequence[ReadIn]
     ) -> list[tuple[int, int] | ImError]:
         moves = []
-        await self._seqs.load(conn, {item.conv for item in items})  # (in one stable order)
+        await self._seqs.load(conn, {item.conv for item in items})  # shared: locked already
         before = [await read_position(conn, item.user_id, item.conv) for item in items]
         for item in items:
             if item.stored and item.seq is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,6 +37,9 @@ from imhub.storage.messages import Stored
 from imhub.storage.teams import Teams
 from imhub.storage.writer import each
 
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
+
 REST_CLIENT = 5  # the protocol's ClientType.REST
 
 
@@ -58,6 +62,9 @@ class StoreSystemMessages:
         self._teams = teams
         self._seqs = sequences
         self._viewers = viewers
+
+    def rows(self, items: Sequence[SystemIn], into: Rows) -> None:
+        into.convs.update(item.conv for item in items)
 
     async def run(self, conn: AsyncConnection, items: Sequence[SystemIn]) -> list[Stored | ImError]:
         return await each(items, partial(self._store, conn))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,6 +20,9 @@ from imhub.storage.models import chat_table, team_table, users_table
 from imhub.storage.staged import Staged, Transaction
 from imhub.storage.users import existing_users
 from imhub.storage.writer import each
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 chat_t = chat_table
 team_t = team_table
@@ -147,6 +150,11 @@ class ApplyTeamOps:
         self._teams = teams
         self._seqs = sequences
 
+    def rows(self, items: Sequence[TeamOp], into: Rows) -> None:
+        """Shared databases: the group's row, which holds its member rows (a new group's row
+        is this transaction's own)."""
+        into.convs.update(-op.team_id for op in items if op.op != CREATE and op.team_id)
+
     async def run(
         self, conn: AsyncConnection, items: Sequence[TeamOp]
     ) -> list[TeamChanged | ImError]:
@@ -244,6 +252,7 @@ class ApplyTeamOps:
                 .returning(team_t.c.team_id)
             )
         ).scalar_one()
+        self._seqs.created(-team_id)
         seq = await self._seqs.next(conn, -team_id)
         await _join(conn, team_id, members, seq)
         info = TeamInfo(team_id, name, op.actor, frozenset(members))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.models import users_table
 from imhub.storage.staged import Staged, Transaction
+
+if TYPE_CHECKING:
+    from imhub.storage.locks import Rows
 
 user_t = users_table
 
@@ -139,6 +143,9 @@ class DeleteUsers:
 
     def __init__(self, users: KnownUsers) -> None:
         self._users = users
+
+    def rows(self, items: Sequence[int], into: Rows) -> None:
+        into.users.update(items)
 
     async def run(self, conn: AsyncConnection, items: Sequence[int]) -> list[int | ImError]:
         live = await existing_users(conn, set(items))

@@ -6,6 +6,10 @@ job's ``done`` callback runs only after its batch committed, in submission order
 ``chat_answer`` always follows the durable write and deliveries keep the order of sends.
 If a batch fails, its jobs are retried one by one, so one bad job fails alone.
 
+With several writers on one database (PostgreSQL, MySQL/MariaDB), a batch first locks every
+row it will need in one global order (``locks.RowLocks``, given as ``lock_rows``), so two
+writers never wait on each other in a circle.
+
 What the write path keeps in memory between batches lives in ``staged.Staged`` caches of one
 ``Transaction``: the writer folds their pending entries in after each commit and drops them
 after any failure, so a batch that did not commit leaves no trace in memory either.
@@ -74,6 +78,10 @@ class _Job(Generic[T, R]):
     done: Callable[[R | ImError], None]
 
 
+def _kind(job: _Job[Any, Any]) -> WriteKind[Any, Any]:
+    return job.kind
+
+
 class BatchWriter:
     def __init__(
         self,
@@ -82,6 +90,8 @@ class BatchWriter:
         batch_max: int = 512,
         between_batches: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        lock_rows: Callable[[AsyncConnection, list[tuple[Any, list[Any]]]], Awaitable[None]]
+        | None = None,
         deadline: float | None = None,
     ) -> None:
         self._engine = engine
@@ -91,6 +101,8 @@ class BatchWriter:
         # a WAL checkpoint, ``storage.database.Checkpointer``).
         self._between_batches = between_batches
         self._on_batch = on_batch  # (writes, seconds to apply and commit them): for metrics
+        # Shared databases: locks the rows of a batch's runs of (kind, items) before they run.
+        self._lock_rows = lock_rows
         # When the last batch was committed (perf_counter), read by its callbacks: one clock
         # reading per batch instead of one per message.
         self.batch_done = 0.0
@@ -206,8 +218,11 @@ class BatchWriter:
                     self._conn = await self._engine.connect()
                 conn = self._conn
                 async with conn.begin():
-                    for kind, run in groupby(jobs, key=lambda j: j.kind):
-                        results.extend(await kind.run(conn, [j.item for j in run]))
+                    runs = [(k, [j.item for j in run]) for k, run in groupby(jobs, key=_kind)]
+                    if self._lock_rows is not None:
+                        await self._lock_rows(conn, runs)  # before anything else locks a row
+                    for kind, items in runs:
+                        results.extend(await kind.run(conn, items))
         except BaseException:  # any failure, cancellation included: nothing was written
             tx.discard()
             await self._disconnect()  # the next batch starts on a fresh connection
