@@ -22,6 +22,7 @@ from imhub.http.routes import Router
 from imhub.http.teams import TeamRoutes
 from imhub.http.users import UserRoutes
 from imhub.http.web import web_routes
+from imhub.logs import name_node
 from imhub.metrics import Metrics
 from imhub.protocol.messages import MsgType
 from imhub.service.audit import audited
@@ -107,6 +108,7 @@ class App:
             from imhub.cluster.redisbus import RedisBus  # redis is imported by nodes only
 
             bus = RedisBus(config.cluster)
+            name_node(bus.node_id.decode())
             self.bus, directory = bus, bus.presence
             self.cluster = cluster = CrossNode(
                 bus,

@@ -85,6 +85,27 @@ def configure(level: str, fmt: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+class NodeField(logging.Filter):
+    """Names the cluster node on every line (``node=<id>``): the nodes of ``--workers`` share
+    one stderr, and connection ids are only unique within a node."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node = self.node
+        return True
+
+
+def name_node(node: str) -> None:
+    """Add ``NodeField`` to the handlers ``configure`` made."""
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, NodeField)]:
+            handler.removeFilter(old)  # one per handler, the newest app's
+        handler.addFilter(NodeField(node))
+
+
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's access log as one event per request, with its parts as fields."""
 

@@ -26,7 +26,12 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from imhub.logs import LogLimiter
+from imhub.protocol.errors import ErrorCode, ImError
+
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = "presence unavailable: the cluster bus (Redis) cannot be reached; retry"
 
 ALIVE_FOR = 10_000  # ms a node counts as alive after its last refresh
 REFRESH = 2.0  # s between refreshes
@@ -63,6 +68,19 @@ class RedisPresence:
         self._up: Callable[[], bool] = lambda: False
         self._task: asyncio.Task[None] | None = None
         self._remove: AsyncScript = redis.register_script(_REMOVE)
+        self._refusals = LogLimiter(1, 10.0, time.monotonic)
+        self._refused = 0
+
+    def _unavailable(self, exc: BaseException | None) -> ImError:
+        """A read while Redis is away: a 503 for the caller, one log line per 10 s here."""
+        self._refused += 1
+        if self._refusals.allow() is not None:
+            log.warning(
+                "presence read refused, the cluster bus (Redis) is unavailable (%s); %d so far",
+                exc or "down",
+                self._refused,
+            )
+        return ImError(ErrorCode.SHUTTING_DOWN, UNAVAILABLE)
 
     def _key(self, user_id: int) -> str:
         return f"{self._prefix}p:{user_id}"
@@ -114,10 +132,13 @@ class RedisPresence:
             self._flushing = False
 
     async def rejoin(self) -> None:
-        """The link is (back) up: say this node is alive and write every connection again."""
+        """The link is (back): say this node is alive, and mark every connection to be
+        written again (``flush`` once the bus counts as up)."""
         await self._alive()
         for key, state in self._mine.items():
             self._dirty.setdefault(key, state)
+
+    def flush(self) -> None:
         self._schedule()
 
     async def keep_alive(
@@ -158,8 +179,13 @@ class RedisPresence:
         return {n.decode() for n in cast(list[bytes], found)}
 
     async def of(self, user_id: int) -> list[ConnState]:
-        """The live connections of a user, anywhere."""
-        return (await self.of_many([user_id], await self.live_nodes()))[user_id]
+        """The live connections of a user, anywhere (``ImError`` 503: Redis is away)."""
+        if not self._up():
+            raise self._unavailable(None)
+        try:
+            return (await self.of_many([user_id], await self.live_nodes()))[user_id]
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
 
     async def of_many(self, user_ids: list[int], live: set[str]) -> dict[int, list[ConnState]]:
         pipe = self._redis.pipeline(transaction=False)
@@ -184,7 +210,15 @@ class RedisPresence:
 
     async def page(self, after: int, limit: int) -> tuple[list[tuple[int, list[ConnState]]], bool]:
         """Users online with ids above ``after``, by id, at most ``limit``; and whether there
-        may be more."""
+        may be more (``ImError`` 503: Redis is away)."""
+        if not self._up():
+            raise self._unavailable(None)
+        try:
+            return await self._page(after, limit)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
+
+    async def _page(self, after: int, limit: int) -> tuple[list[tuple[int, list[ConnState]]], bool]:
         live = await self.live_nodes()
         out: list[tuple[int, list[ConnState]]] = []
         cursor = after

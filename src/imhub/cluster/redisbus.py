@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 PING_EVERY = 2.0  # s: a ping on the subscriber link when it is quiet
 DEAD_AFTER = 6.0  # s without any answer on the subscriber link: it is dead
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 1.0  # s: a returning Redis is used within a second
 
 
 def new_node_id() -> bytes:
@@ -62,6 +62,7 @@ class RedisBus:
         self._on_news: Callable[[bytes], None] = lambda data: None
         self._on_resumed: Callable[[], Awaitable[None]] | None = None
         self._closing = False
+        self._linked = False  # the link was made since the last failure
         # Counters for /metrics.
         self.published = 0
         self.received = 0
@@ -179,8 +180,14 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     await self._pubsub.aclose()
                 self._pubsub = None
+            # The pooled connections of the other commands died with the link (a restarted
+            # Redis closed them): made afresh, or the first command after the return fails.
+            with contextlib.suppress(Exception):
+                await self._redis.connection_pool.disconnect()
             if not first.done():
                 first.set_result(None)
+            if self._linked:  # the link worked since the last failure: start the backoff over
+                self._linked, delay = False, BACKOFF_MIN
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -206,8 +213,9 @@ class RedisBus:
                 self._deliver(msg["data"])
         self._pubsub = pubsub
         was_down = self.outages > 0 or first.done()
-        self._up = True
-        await self.presence.rejoin()
+        await self.presence.rejoin()  # a failure here counts no second outage: not up yet
+        self._up = self._linked = True
+        self.presence.flush()
         if not first.done():
             first.set_result(None)
         if was_down:
@@ -218,9 +226,15 @@ class RedisBus:
         missing = self._channels - set(channels)
         if missing:
             await pubsub.subscribe(*missing)
+        tick = time.monotonic()
         while True:
             msg = await pubsub.get_message(timeout=1.0)
             now = time.monotonic()
+            if now - tick > PING_EVERY:
+                # This process stood still (SIGSTOP, a stalled loop): the silence was ours,
+                # not the link's. Ask again now, and judge the link by that answer.
+                heard, pinged = now, now - PING_EVERY - 1.0
+            tick = now
             if msg is None:
                 if now - heard > DEAD_AFTER:
                     raise TimeoutError("the Redis link went silent")

@@ -37,11 +37,11 @@ from imhub.cluster.bus import (
 )
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
-from imhub.protocol.messages import MsgType
+from imhub.protocol.messages import ImMsg, MsgType
 from imhub.service.delivery import notice_message
 from imhub.service.gapfill import GapFiller
 from imhub.service.sessions import Session, SessionRegistry
-from imhub.storage.catchup import ClaimIn, ClaimNotice
+from imhub.storage.catchup import ClaimIn, ClaimNotice, ClaimPending
 from imhub.storage.conversations import CHAT_MSG, MsgRow
 from imhub.storage.notices import NoticeRow
 from imhub.storage.reads import ConvState, MoveReads, ReadIn
@@ -85,6 +85,7 @@ class CrossNode:
         self._writer = writer
         self._move = move_reads
         self._claim = ClaimNotice()
+        self._pending = ClaimPending()
         self.filler = filler
         self._forget_user = forget_user  # a user deleted through another node
         self._caches_stale = caches_stale  # news may have been missed: reload what is cached
@@ -217,11 +218,11 @@ class CrossNode:
         """Keep the index of local members in step with a group change delivered here."""
         local = [u for u in affected if u in self._user_refs]
         if row.msg_type in _JOINS and local:
-            fresh: list[int] = []
             for user_id in local:
-                fresh.extend(self._join_teams(user_id, (row.team_id,)))
-            if fresh:
-                self._spawn(self._listen_late(row.team_id, local))
+                self._join_teams(user_id, (row.team_id,))
+            # Subscribed already if others here are members; either way, what the group
+            # stored between the join and this news was not delivered to the joiners here.
+            self._spawn(self._listen_late(row.team_id, local))
         elif row.msg_type in _LEAVES:
             for user_id in local:
                 self._leave_teams(user_id, (row.team_id,))
@@ -252,6 +253,7 @@ class CrossNode:
         elif news.kind == "deleted":
             self._deleted(news.user_id)
         elif news.kind == "resync":
+            self._caches_stale()  # what this node cached may have changed unheard of
             self._spawn(self.catch_up())
 
     def _row_news(self, news: RowNews) -> None:
@@ -307,10 +309,57 @@ class CrossNode:
         await self.catch_up()
 
     async def catch_up(self) -> None:
-        sessions = [
-            s for u in list(self._registry.user_ids()) for s in self._registry.sessions_of(u)
-        ]
+        """After a gap in the bus (Redis back, a ``resync``, a node gone): whatever this node
+        learns only from news is derived again from storage, for every local user, a few
+        queries per 500 users: who was deleted (their sessions end as at a live deletion),
+        which groups they are in (the channels listened to), the notices still pending for
+        them (claimed and written, as a claim after news does), the other users' read
+        positions (a receipt each), and each conversation's newest seq (gaps filled)."""
+        users = sorted(u for u in self._registry.user_ids() if self._live(u))
         try:
-            await self.filler.catch_up(sessions)
+            for start in range(0, len(users), 500):
+                chunk = users[start : start + 500]
+                deleted, convs = await self.filler.survey(chunk)
+                for user_id in deleted:
+                    self._deleted(user_id)
+                for user_id, states in convs.items():
+                    self._caught_up(user_id, states)
         except Exception:
             log.exception("catching up from storage failed; clients' syncs will")
+
+    def _live(self, user_id: int) -> bool:
+        return any(not s.closed for s in self._registry.sessions_of(user_id))
+
+    def _caught_up(self, user_id: int, states: list[ConvState]) -> None:
+        sessions = [s for s in self._registry.sessions_of(user_id) if not s.closed]
+        if not sessions:
+            return
+        # Groups joined or left while news was lost: the index and the channels follow.
+        now = {c.team_id for c in states if c.team_id and not c.left}
+        self._leave_teams(user_id, self._user_teams.get(user_id, set()) - now)
+        joined = now - self._user_teams.get(user_id, set())
+        self._join_teams(user_id, joined)
+        for team_id in joined:
+            self._spawn(self._listen_late(team_id, [user_id]))
+        self._writer.submit(self._pending, user_id, partial(self._notices, user_id))
+        for c in states:
+            if c.chat_id and c.peer_read_seq:
+                receipt = ImMsg(
+                    msg_type=MsgType.READ,
+                    chat_id=c.chat_id,
+                    from_user_id=c.peer_user_id,
+                    seq=c.peer_read_seq,
+                )
+                payload = codec.encode(receipt)
+                for s in sessions:
+                    s.send(payload)
+        self.filler.catch_up(sessions, states)
+
+    def _notices(self, user_id: int, result: list[NoticeRow] | ImError) -> None:
+        if isinstance(result, ImError):
+            return
+        for notice in result:  # this node claimed them: its connections, and elsewhere
+            payload = codec.encode(notice_message(notice))
+            for s in self._registry.sessions_of(user_id):
+                s.send(payload)
+            self.send(payload, (user_id,))

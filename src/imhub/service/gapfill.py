@@ -21,9 +21,9 @@ from imhub.protocol.conversation import conv_key
 from imhub.protocol.messages import MsgType
 from imhub.service.delivery import message
 from imhub.service.sessions import Session
-from imhub.storage.catchup import last_seqs, member_range
+from imhub.storage.catchup import deleted_among, last_seqs, member_range
 from imhub.storage.conversations import CHAT_MSG, MsgRow, messages_between
-from imhub.storage.reads import conversations_of
+from imhub.storage.reads import ConvState, conversations_of
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,25 @@ class GapFiller:
         async with self._engine.connect() as conn:
             after, upto = floor, target
             if conv < 0 and session.user_id is not None:
+                # What waits now was stored before the member row is read below.
+                waiting = list(session.ahead.get(conv, ())) if session.ahead is not None else []
                 visible = await member_range(conn, -conv, session.user_id)
                 if visible is None:
+                    session.discard(conv, waiting)
                     return
                 join_seq, leave_seq = visible
+                if join_seq - 1 > after and session.held is None:
+                    # Nothing between the floor and the (re)join is theirs: the floor passes
+                    # it first, or the rows written below would wait behind that range, and
+                    # the final ``skip_to`` would drop them unsent (the add event of a member
+                    # re-added while their own post overtook it).
+                    session.skip_to(conv, join_seq - 1)
                 after = max(after, join_seq - 1)
                 if leave_seq:
                     upto = min(upto, leave_seq)
+                    # Live copies past the end of the membership (a node that had not heard
+                    # of the removal yet delivered them): not theirs.
+                    session.discard(conv, [seq for seq in waiting if seq > leave_seq])
             while after < upto:
                 rows = await messages_between(conn, conv, after, upto, PAGE)
                 if not rows:
@@ -111,22 +123,20 @@ class GapFiller:
                     self._read_at_once(rows[-1], (session.user_id,))
                 after = rows[-1].seq
 
-    async def catch_up(self, sessions: Iterable[Session]) -> None:
-        """Bring every one of ``sessions`` up to what storage holds now (after an outage)."""
-        by_user: dict[int, list[Session]] = {}
-        for s in sessions:
-            if s.user_id is not None and not s.closed:
-                by_user.setdefault(s.user_id, []).append(s)
-        users = sorted(by_user)
-        for start in range(0, len(users), 500):
-            chunk = users[start : start + 500]
-            async with self._engine.connect() as conn:
-                convs = await conversations_of(conn, chunk)
-            for user_id in chunk:
-                for state in convs[user_id]:
-                    conv = conv_key(state.chat_id, state.team_id)
-                    for s in by_user[user_id]:
-                        self.upto(s, conv, state.last_seq)
+    async def survey(self, users: list[int]) -> tuple[set[int], dict[int, list[ConvState]]]:
+        """After a gap in the bus: which of ``users`` are deleted, and every conversation of
+        the others as storage holds it now."""
+        async with self._engine.connect() as conn:
+            deleted = await deleted_among(conn, users)
+            convs = await conversations_of(conn, [u for u in users if u not in deleted])
+        return deleted, convs
+
+    def catch_up(self, sessions: Iterable[Session], convs: list[ConvState]) -> None:
+        """Bring each of one user's ``sessions`` up to ``convs`` (``survey``)."""
+        for state in convs:
+            conv = conv_key(state.chat_id, state.team_id)
+            for s in sessions:
+                self.upto(s, conv, state.last_seq)
 
     async def newest(self, convs: Iterable[int]) -> dict[int, int]:
         async with self._engine.connect() as conn:

@@ -10,7 +10,7 @@ to the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from typing import Any, Protocol
 
 from imhub.protocol import codec
@@ -196,6 +196,18 @@ class Session:
                 break
         self.floor[conv] = floor
         if not waiting:
+            del self.ahead[conv]
+
+    def discard(self, conv: int, seqs: Iterable[int]) -> None:
+        """Messages waiting behind a gap that are not this connection's to see (a group it
+        had left when they were stored): they never go out."""
+        waiting = self.ahead.get(conv) if self.ahead is not None else None
+        if waiting is None:
+            return
+        for seq in seqs:
+            waiting.pop(seq, None)
+        if not waiting:
+            assert self.ahead is not None
             del self.ahead[conv]
 
     def gap(self, conv: int) -> int | None:

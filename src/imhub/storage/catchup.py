@@ -1,6 +1,7 @@
 """What a cluster node reads to catch a connection up: a group member's visible range, the
-newest seq of conversations, and the claim of a pending notice by the node that has its
-target online (``service.crossnode``)."""
+newest seq of conversations, the claim of a pending notice by the node that has its target
+online (``service.crossnode``), and after a gap in the bus what it may have missed hearing:
+which of its users were deleted, and their pending notices."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ImError
 from imhub.storage.conversations import TEAM, chat_t, team_t
-from imhub.storage.models import notice_target_table
+from imhub.storage.models import notice_target_table, users_table
+from imhub.storage.notices import PENDING, NoticeRow
 
 if TYPE_CHECKING:
     from imhub.storage.locks import Rows
@@ -82,4 +84,42 @@ class ClaimNotice:
                 .values(delivered=True)
             )
             results.append(done.rowcount > 0)
+        return results
+
+
+async def deleted_among(conn: AsyncConnection, user_ids: Collection[int]) -> set[int]:
+    """Which of ``user_ids`` are deleted (or gone): one query, however many."""
+    if not user_ids:
+        return set()
+    rows = await conn.execute(
+        select(users_table.c.user_id).where(
+            users_table.c.user_id.in_(sorted(user_ids)),
+            users_table.c.delete_flag == False,  # noqa: E712 - SQL expression
+        )
+    )
+    return set(user_ids) - {int(u) for u in rows.scalars()}
+
+
+class ClaimPending:
+    """Writer kind: the notices still pending for a user online on this node (their news was
+    lost with a gap in the bus), marked delivered; this node writes them. The rows are
+    locked as at a login (``storage.notices.PENDING``): each is handed over once."""
+
+    async def run(
+        self, conn: AsyncConnection, items: Sequence[int]
+    ) -> list[list[NoticeRow] | ImError]:
+        found: dict[int, list[tuple[int, NoticeRow]]] = {u: [] for u in items}
+        for user_id, target_id, *notice in await conn.execute(PENDING, {"users": sorted(found)}):
+            found[user_id].append((target_id, NoticeRow(*notice)))
+        claimed = [t for rows in found.values() for t, _ in rows]
+        if claimed:
+            await conn.execute(
+                update(target_t)
+                .where(target_t.c.notice_target_id.in_(claimed))
+                .values(delivered=True)
+            )
+        results: list[list[NoticeRow] | ImError] = []
+        for user_id in items:
+            rows, found[user_id] = found[user_id], []  # a user twice in a batch: once
+            results.append([row for _, row in rows])
         return results

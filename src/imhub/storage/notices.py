@@ -121,7 +121,7 @@ class LoginSnapshot:
     notices: list[NoticeRow]  # pending notices, now claimed by this login
 
 
-_PENDING = (
+PENDING = (
     select(
         target_t.c.to_user_id,
         target_t.c.notice_target_id,
@@ -170,7 +170,7 @@ class ClaimOnLogin:
         pending: dict[int, list[tuple[int, NoticeRow]]] = {u: [] for u in known}
         if known:
             for user_id, target_id, *notice in await conn.execute(
-                _PENDING, {"users": sorted(known)}
+                PENDING, {"users": sorted(known)}
             ):
                 pending[user_id].append((target_id, NoticeRow(*notice)))
         claimed: list[int] = []

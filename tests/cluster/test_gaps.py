@@ -1,0 +1,180 @@
+"""What a node learns only from the bus is derived again from storage after a gap in it: a
+user deleted, a notice, a read receipt, a group (re)join while Redis was away; presence reads
+while it is away; and how soon the cluster is whole again once Redis answers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.conftest import Node
+from tests.cluster.test_failures import until
+from tests.helpers import TIMEOUT, Client
+from tests.proxy import Proxy
+
+DOWN = "cluster bus (Redis) unavailable"
+BACK = "cluster bus (Redis) is back"
+
+
+async def logged(node: Node, text: str, count: int = 1) -> None:
+    async def seen() -> bool:
+        return node.log().count(text) >= count
+
+    await until(seen)
+
+
+async def redis_away(redis_server: Any, *nodes: Node) -> None:
+    """Stop Redis and wait until every node has noticed."""
+    counts = [n.log().count(DOWN) for n in nodes]
+    redis_server.stop()
+    for node, n in zip(nodes, counts, strict=True):
+        await logged(node, DOWN, n + 1)
+
+
+async def redis_back(redis_server: Any, *nodes: Node) -> None:
+    counts = [n.log().count(BACK) for n in nodes]
+    redis_server.start()
+    for node, n in zip(nodes, counts, strict=True):
+        await logged(node, BACK, n + 1)
+
+
+async def next_of(client: Client, accept: Any, timeout: float = TIMEOUT * 3) -> dict[str, Any]:
+    """The first message ``accept`` takes (others are passed over)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await client.recv(timeout)
+            if accept(msg):
+                return msg
+
+
+async def test_user_deleted_while_redis_away_is_ended_when_it_returns(
+    cluster: Any, redis_server: Any
+) -> None:
+    one, two = cluster(2)
+    b, cb = await two.online("b")
+    await redis_away(redis_server, one, two)
+    status, _ = await one.call("DELETE", f"/api/v1/users/{b}")  # its broadcast is lost
+    assert status == 204
+    await redis_back(redis_server, one, two)
+    ended = await cb.expect(8, TIMEOUT * 3)
+    assert (ended["code"], ended["reason"]) == (401, "user deleted")
+    assert await cb.closed()
+
+    async def gone() -> bool:
+        _, page = await one.call("GET", "/api/v1/online")
+        return b not in [u["userId"] for u in page["users"]]
+
+    await until(gone)
+
+
+async def test_notice_sent_while_redis_away_reaches_a_user_online_elsewhere(
+    cluster: Any, redis_server: Any
+) -> None:
+    one, two = cluster(2)
+    b, cb = await two.online("b")
+    await redis_away(redis_server, one, two)
+    status, answer = await one.post("/api/v1/notices", {"toUserIds": [b], "body": "while away"})
+    assert (status, answer["pending"]) == (200, [b])
+    await redis_back(redis_server, one, two)
+    got = await cb.expect(7, TIMEOUT * 3)  # no new login needed
+    assert (got["noticeId"], got["body"]) == (answer["noticeId"], "while away")
+    assert await cb.silent(0.3)  # once
+
+
+async def test_read_receipt_of_a_catch_up_reaches_the_sender(
+    cluster: Any, redis_server: Any
+) -> None:
+    one, two = cluster(2)
+    a, ca = await one.online("a")
+    b, cb = await two.online("b")
+    first = await ca.chat(b, "m1", "one")
+    await cb.expect(7, TIMEOUT * 2)
+    await cb.send({"msgType": 5, "chatId": first["chatId"], "msgIdClient": "enter"})
+    await next_of(cb, lambda m: m["msgType"] == 5)
+    await redis_away(redis_server, one, two)
+    second = await ca.chat(b, "m2", "two")
+    await redis_back(redis_server, one, two)
+    got = await next_of(cb, lambda m: m.get("seq") == second["seq"])
+    assert got["msgType"] == 3  # shown: a chat, read at once
+    receipt = await next_of(ca, lambda m: m["msgType"] == 12 and m["seq"] == second["seq"])
+    assert (receipt["chatId"], receipt["fromUserId"]) == (first["chatId"], b)
+
+
+async def test_readded_member_gets_the_add_its_own_post_overtook(
+    postgres_db: Any, redis_server: Any, tmp_path: Path
+) -> None:
+    """A member removed and added again, whose node never hears of the add (its news is
+    lost), posts: its own post (the seq after the add) must not carry the connection past
+    the add event; the gap is filled from storage at once."""
+    proxy = await Proxy(redis_server.port).start()
+    one = Node(tmp_path / "one", postgres_db, cluster=redis_server.url)
+    two = Node(tmp_path / "two", postgres_db, cluster=f"redis://127.0.0.1:{proxy.port}/0")
+    try:
+        owner, co = await one.online("owner")
+        m, cm = await two.online("m")
+        x = await one.add_user("x")  # three: a group of two would be a one-to-one chat
+        status, team = await one.post(
+            "/api/v1/teams/create", {"userId": owner, "teamName": "g", "memberIds": [m, x]}
+        )
+        assert status in (200, 201) and "teamId" in team, team
+        team_id = team["teamId"]
+        await cm.expect(16, TIMEOUT * 2)
+        await co.send({"msgType": 18, "teamId": team_id, "memberIds": [m], "msgIdClient": "r"})
+        removed = await next_of(co, lambda x: x.get("msgIdClient") == "r")
+        assert (await next_of(cm, lambda x: x["msgType"] == 18))["seq"] == removed["seq"]
+        proxy.blackhole = True  # node two hears nothing more
+        await co.chat_team(team_id, "o1", "not for m")  # between the removal and the add
+        await co.send({"msgType": 17, "teamId": team_id, "memberIds": [m], "msgIdClient": "a"})
+        added = await next_of(co, lambda x: x.get("msgIdClient") == "a")
+        await cm.send({"msgType": 3, "teamId": team_id, "msgIdClient": "p", "body": "back"})
+        posted = await next_of(cm, lambda x: x.get("msgIdClient") == "p")
+        assert posted["seq"] == added["seq"] + 1, posted
+        event = await next_of(cm, lambda x: x["msgType"] == 17, TIMEOUT * 2)
+        assert event["seq"] == added["seq"]
+    finally:
+        one.stop()
+        two.stop()
+        await proxy.close()
+
+
+async def test_presence_while_redis_away_is_a_clear_503(cluster: Any, redis_server: Any) -> None:
+    one, two = cluster(2)
+    b, _ = await two.online("b")
+    await redis_away(redis_server, one, two)
+    for _ in range(3):
+        status, answer = await one.call("GET", f"/api/v1/users/{b}/online")
+        assert status == 503, answer
+        assert "Redis" in answer["reason"], answer
+        status, answer = await one.call("GET", "/api/v1/online")
+        assert status == 503, answer
+        status, answer = await one.post("/api/v1/notices/online", {"body": "x"})
+        assert status == 503, answer
+    log = one.log()
+    assert "Traceback" not in log
+    assert log.count("presence read refused") == 1
+
+
+async def test_redis_restart_recovery_is_prompt(cluster: Any, redis_server: Any) -> None:
+    """Twice (the backoff starts over after a link that worked): once Redis answers again,
+    both nodes are back within 2 s and live delivery across them works; one outage each."""
+    one, two = cluster(2)
+    a, ca = await one.online("a")
+    b, cb = await two.online("b")
+    for _ in (1, 2):
+        await redis_away(redis_server, one, two)
+        await asyncio.sleep(4.0)  # an outage of some seconds: the backoff grows meanwhile
+        started = time.monotonic()
+        await redis_back(redis_server, one, two)
+        assert time.monotonic() - started < 2.0
+
+        async def live() -> bool:
+            sent = await ca.chat(b, f"r-{time.monotonic()}", "ping")
+            got = await next_of(cb, lambda m: m["msgType"] == 7)
+            return bool(got["seq"] == sent["seq"])  # not a catch-up of an older one
+
+        await until(live)
+        assert time.monotonic() - started < 2.5
+    for node in (one, two):
+        assert node.log().count(DOWN) == 2  # logged (and counted) once per outage
