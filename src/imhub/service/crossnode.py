@@ -98,6 +98,11 @@ class CrossNode:
         self._user_teams: dict[int, set[int]] = {}  # local user -> groups they are in
         self._team_users: dict[int, set[int]] = {}  # group -> local users in it
         self._tasks: set[asyncio.Task[None]] = set()
+        # The read position each catch-up told a local user of, per chat: a later catch-up
+        # (several come at once after an outage: one per node's resync) repeats none.
+        self._receipted: dict[int, dict[int, int]] = {}
+        self._catching: asyncio.Task[None] | None = None
+        self._again = False
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -186,6 +191,7 @@ class CrossNode:
             self._user_refs[user_id] = refs
             return
         del self._user_refs[user_id]
+        self._receipted.pop(user_id, None)
         self.bus.unsubscribe([user_channel(self._prefix, user_id)])
         self._leave_teams(user_id, self._user_teams.pop(user_id, set()))
 
@@ -266,10 +272,32 @@ class CrossNode:
             users = {u for u in news.users if u in self._user_refs}
         if not users:
             return
+        held_back = self._ending(row, news.affected)
         self.delivery.row(row, users, extra=news.live or None, publish=False)
+        for session, upto in held_back:
+            self.filler.upto(session, row.conv, upto)
         self.read_at_once(row, users)
         if row.team_id and row.msg_type != CHAT_MSG:
             self._team_event(row, news.affected)
+
+    def _ending(self, row: MsgRow, affected: tuple[int, ...]) -> list[tuple[Session, int]]:
+        """A removal from a group: copies waiting behind it for the members it removes were
+        delivered by nodes that had not heard of it yet. Taken out before the removal goes out
+        (which would release them), and the range filled from storage afterwards instead,
+        which writes only what the member may see (a re-add among them included)."""
+        if row.msg_type not in _LEAVES:
+            return []
+        out = []
+        conv = row.conv
+        for user_id in affected:
+            for s in self._registry.sessions_of(user_id):
+                waiting = s.ahead.get(conv) if s.ahead is not None else None
+                # (Not its own posts, markers without a copy: they are of a later membership.)
+                past = [q for q, p in (waiting or {}).items() if q > row.seq and p is not None]
+                if past:
+                    s.discard(conv, past)
+                    out.append((s, max(past)))
+        return out
 
     def read_at_once(self, row: MsgRow, users: Iterable[int]) -> None:
         """Recipients with a connection here showing the conversation have read ``row``."""
@@ -309,6 +337,21 @@ class CrossNode:
         await self.catch_up()
 
     async def catch_up(self) -> None:
+        """One catch-up at a time; those asked for meanwhile (every node's ``resync`` comes
+        at once) make one more after it."""
+        if self._catching is not None:
+            self._again = True
+            return
+        self._catching = asyncio.current_task()
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                await self._catch_up()
+        finally:
+            self._catching = None
+
+    async def _catch_up(self) -> None:
         """After a gap in the bus (Redis back, a ``resync``, a node gone): whatever this node
         learns only from news is derived again from storage, for every local user, a few
         queries per 500 users: who was deleted (their sessions end as at a live deletion),
@@ -342,8 +385,10 @@ class CrossNode:
         for team_id in joined:
             self._spawn(self._listen_late(team_id, [user_id]))
         self._writer.submit(self._pending, user_id, partial(self._notices, user_id))
+        told = self._receipted.setdefault(user_id, {})
         for c in states:
-            if c.chat_id and c.peer_read_seq:
+            if c.chat_id and c.peer_read_seq > told.get(c.chat_id, 0):
+                told[c.chat_id] = c.peer_read_seq
                 receipt = ImMsg(
                     msg_type=MsgType.READ,
                     chat_id=c.chat_id,

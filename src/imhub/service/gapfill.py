@@ -90,9 +90,8 @@ class GapFiller:
 
     async def _write(self, session: Session, conv: int, floor: int, target: int) -> None:
         async with self._engine.connect() as conn:
-            after, upto = floor, target
+            after, upto, leave_seq = floor, target, 0
             if conv < 0 and session.user_id is not None:
-                # What waits now was stored before the member row is read below.
                 waiting = list(session.ahead.get(conv, ())) if session.ahead is not None else []
                 visible = await member_range(conn, -conv, session.user_id)
                 if visible is None:
@@ -108,13 +107,10 @@ class GapFiller:
                 after = max(after, join_seq - 1)
                 if leave_seq:
                     upto = min(upto, leave_seq)
-                    # Live copies past the end of the membership (a node that had not heard
-                    # of the removal yet delivered them): not theirs.
-                    session.discard(conv, [seq for seq in waiting if seq > leave_seq])
             while after < upto:
                 rows = await messages_between(conn, conv, after, upto, PAGE)
                 if not rows:
-                    return
+                    break
                 own = session.ahead.get(conv, {}) if session.ahead is not None else {}
                 for row in rows:
                     if own.get(row.seq, b"") is not None:  # None: this connection sent it
@@ -122,6 +118,21 @@ class GapFiller:
                 if session.user_id is not None and conv in session.entered:
                     self._read_at_once(rows[-1], (session.user_id,))
                 after = rows[-1].seq
+        if conv < 0 and session.user_id is not None and leave_seq:
+            await self._past_membership(session, conv, leave_seq)
+
+    async def _past_membership(self, session: Session, conv: int, leave_seq: int) -> None:
+        """The membership ended at ``leave_seq``: live copies waiting past it (a node that had
+        not yet heard of the removal delivered them) are not theirs, up to a join committed
+        since. Read again now, afresh: whatever waits was committed before this read."""
+        assert session.user_id is not None
+        async with self._engine.connect() as conn:
+            now = await member_range(conn, -conv, session.user_id)
+        rejoined = now[0] if now is not None and now[0] > leave_seq else None
+        waiting = session.ahead.get(conv, ()) if session.ahead is not None else ()
+        session.discard(
+            conv, [s for s in waiting if s > leave_seq and (rejoined is None or s < rejoined)]
+        )
 
     async def survey(self, users: list[int]) -> tuple[set[int], dict[int, list[ConvState]]]:
         """After a gap in the bus: which of ``users`` are deleted, and every conversation of
