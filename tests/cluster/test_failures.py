@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,30 @@ async def test_news_a_dead_node_never_published_reaches_its_readers(
     finally:
         two.stop()
         await proxy.close()
+
+
+async def test_presence_comes_back_after_a_node_pauses_past_its_liveness(cluster: Any) -> None:
+    """A node frozen longer than its liveness (10 s) counts as dead, and a reader removes its
+    connections meanwhile; once it runs again, it writes them again."""
+    one, two = cluster(2)
+    e, ce = await two.online("e")
+
+    async def connections() -> int:
+        _, p = await one.call("GET", f"/api/v1/users/{e}/online")
+        return int(p["connections"])
+
+    assert await connections() == 1
+    os.kill(two.proc.pid, signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(30.0):
+            while await connections() != 0:  # noqa: ASYNC110 - another process's state
+                await asyncio.sleep(0.5)  # (the reader removed the dead node's entries)
+    finally:
+        os.kill(two.proc.pid, signal.SIGCONT)
+
+    async def back() -> bool:
+        return await connections() == 1
+
+    await until(back, 15.0)
+    assert "liveness had lapsed" in two.log()
+    await ce.close()

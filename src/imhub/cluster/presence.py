@@ -65,6 +65,7 @@ class RedisPresence:
         # Every connection of this node, for a rewrite after an outage.
         self._mine: dict[tuple[int, int], ConnState] = {}
         self._flushing = False
+        self._alive_until = 2**62  # ms: until when the last refresh made this node alive
         self._up: Callable[[], bool] = lambda: False
         self._task: asyncio.Task[None] | None = None
         self._remove: AsyncScript = redis.register_script(_REMOVE)
@@ -135,6 +136,9 @@ class RedisPresence:
         """The link is (back): say this node is alive, and mark every connection to be
         written again (``flush`` once the bus counts as up)."""
         await self._alive()
+        self._mark_all()
+
+    def _mark_all(self) -> None:
         for key, state in self._mine.items():
             self._dirty.setdefault(key, state)
 
@@ -166,6 +170,13 @@ class RedisPresence:
     async def _alive(self) -> None:
         now = int(time.time() * 1000)
         await self._redis.zadd(self._nodes_key, {self._node: now + ALIVE_FOR})
+        lapsed, self._alive_until = now > self._alive_until, now + ALIVE_FOR
+        if lapsed and self._mine:
+            # This node stopped counting as alive (a pause, a partition) while still serving:
+            # a reader may have removed its connections meanwhile. Write them all again.
+            log.info("cluster: this node's liveness had lapsed; writing its presence again")
+            self._mark_all()
+            self._schedule()
 
     async def leave(self) -> None:
         """A clean stop: this node's users are gone at once."""
