@@ -9,7 +9,7 @@ Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`
     python -m bench.run                 # everything, 3 repetitions (about 10 minutes)
     python -m bench.run --quick         # one repetition, smaller sizes (about 2 minutes)
     python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle
-    python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~12 min)
+    python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~5 min)
 
 The ``databases`` and ``scaleout`` families (SQLite, PostgreSQL and MariaDB side by side;
 workers and nodes of a cluster) start their own database servers and Redis and are not part

@@ -3,7 +3,7 @@
 and ``2`` on this machine, three nodes with every message crossing nodes, and cross-node
 against same-node delivery latency.
 
-    python -m bench.run --only databases scaleout        # both, 3 repetitions (~12 min)
+    python -m bench.run --only databases scaleout        # both, 3 repetitions (~5 min)
     python -m bench.run --only scaleout --quick          # one short repetition
 
 Each database server is started once per run (durable commits, ``bench.backends``); every
