@@ -27,6 +27,31 @@ class Pair:
     sent_at: dict[int, int] = field(default_factory=dict)  # n -> perf_counter_ns at send
 
 
+class Placement:
+    """Which server (port) each pair's sender and receiver connect to.
+
+    ``same``: both ends of pair k on ``ports[k % n]``; ``cross``: the receiver on the next
+    port, so every message crosses nodes; ``mixed``: alternate blocks of ``n`` pairs are same
+    and cross, to compare the two paths in one run."""
+
+    def __init__(self, ports: int | list[int], mode: str = "same") -> None:
+        self.ports = [ports] if isinstance(ports, int) else list(ports)
+        assert mode in ("same", "cross", "mixed")
+        assert mode == "same" or len(self.ports) > 1, "crossing nodes needs two ports"
+        self.mode = mode
+
+    def crosses(self, k: int) -> bool:
+        n = len(self.ports)
+        return self.mode == "cross" or (self.mode == "mixed" and (k // n) % 2 == 1)
+
+    def sender(self, k: int) -> int:
+        return self.ports[k % len(self.ports)]
+
+    def receiver(self, k: int) -> int:
+        n = len(self.ports)
+        return self.ports[(k + 1) % n] if self.crosses(k) else self.ports[k % n]
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -34,7 +59,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def _pairs(port: int, transport: str, n: int, on_ack: Any, on_deliver: Any) -> list[Pair]:
+async def _pairs(
+    place: Placement, transport: str, n: int, on_ack: Any, on_deliver: Any
+) -> list[Pair]:
     auth = TokenAuthority(SECRET)
     pairs = [Pair() for _ in range(n)]
     logged = asyncio.Event()
@@ -59,8 +86,8 @@ async def _pairs(port: int, transport: str, n: int, on_ack: Any, on_deliver: Any
             elif msg["msgType"] == 1:
                 login_seen()
 
-        pair.sender = await connect(transport, port, on_sender)
-        pair.receiver = await connect(transport, port, on_receiver)
+        pair.sender = await connect(transport, place.sender(k), on_sender)
+        pair.receiver = await connect(transport, place.receiver(k), on_receiver)
         pair.sender.write({"msgType": 1, "token": auth.mint(2 * k + 1), "backlog": False})
         pair.receiver.write({"msgType": 1, "token": auth.mint(2 * k + 2), "backlog": False})
     await asyncio.wait_for(logged.wait(), 60)
@@ -82,9 +109,15 @@ def _complete(pairs: list[Pair]) -> bool:
 
 
 async def throughput(
-    port: int, transport: str = "tcp", pairs: int = 100, window: int = 20, seconds: float = 5
+    port: int | Placement,
+    transport: str = "tcp",
+    pairs: int = 100,
+    window: int = 20,
+    seconds: float = 5,
 ) -> dict[str, Any]:
-    """Each sender keeps ``window`` messages in flight for ``seconds``."""
+    """Each sender keeps ``window`` messages in flight for ``seconds`` (``port``: one
+    server's, or a placement of the pairs over several)."""
+    place = port if isinstance(port, Placement) else Placement(port)
     stop_at = [float("inf")]
     drained = asyncio.Event()
     totals = {"sent": 0, "acked": 0, "delivered": 0}
@@ -106,7 +139,7 @@ async def throughput(
         totals["delivered"] += 1
         check()
 
-    ps = await _pairs(port, transport, pairs, on_ack, on_deliver)
+    ps = await _pairs(place, transport, pairs, on_ack, on_deliver)
     t0 = time.perf_counter()
     stop_at[0] = t0 + seconds
     for k, p in enumerate(ps):
@@ -127,16 +160,19 @@ async def throughput(
 
 
 async def latency(
-    port: int,
+    port: int | Placement,
     transport: str = "tcp",
     rate: int = 2000,
     pairs: int = 100,
     seconds: float = 5,
     warmup: float = 1,
 ) -> dict[str, Any]:
-    """Open loop: ``rate`` messages/s spread over the pairs, whatever the answers do."""
+    """Open loop: ``rate`` messages/s spread over the pairs, whatever the answers do. With a
+    ``mixed`` placement, send→delivery is also reported for same-node and cross-node pairs."""
+    place = port if isinstance(port, Placement) else Placement(port)
     ack_ms: list[float] = []
     deliver_ms: list[float] = []
+    by_path: dict[bool, list[float]] = {False: [], True: []}  # crosses nodes -> ms
     measure_from = [0]
 
     def on_ack(k: int, msg: dict[str, Any]) -> None:
@@ -153,7 +189,9 @@ async def latency(
         p.delivered.append(n)
         sent = p.sent_at[n]
         if sent >= measure_from[0]:
-            deliver_ms.append((time.perf_counter_ns() - sent) / 1e6)
+            ms = (time.perf_counter_ns() - sent) / 1e6
+            deliver_ms.append(ms)
+            by_path[place.crosses(k)].append(ms)
         if len(p.delivered) == p.sent and all_sent.is_set():
             check()
 
@@ -161,7 +199,7 @@ async def latency(
         if all(len(p.delivered) == p.sent for p in ps):
             drained.set()
 
-    ps = await _pairs(port, transport, pairs, on_ack, on_deliver)
+    ps = await _pairs(place, transport, pairs, on_ack, on_deliver)
     all_sent = asyncio.Event()
     drained = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,7 +221,7 @@ async def latency(
     all_sent.set()
     check()
     await asyncio.wait_for(drained.wait(), 60)
-    return {
+    out: dict[str, Any] = {
         "scenario": "p2p_latency",
         "transport": transport,
         "offered_per_s": rate,
@@ -193,6 +231,15 @@ async def latency(
         "deliver_p50_ms": round(statistics.median(deliver_ms), 2),
         "deliver_p99_ms": round(percentile(deliver_ms, 0.99), 2),
         "deliver_max_ms": round(max(deliver_ms), 2),
-        "lost": sum(p.sent - len(p.delivered) for p in ps),
-        "complete": _complete(ps),
     }
+    if place.mode == "mixed":
+        same, cross = by_path[False], by_path[True]
+        out["same_node_p50_ms"] = round(statistics.median(same), 3)
+        out["same_node_p99_ms"] = round(percentile(same, 0.99), 3)
+        out["cross_node_p50_ms"] = round(statistics.median(cross), 3)
+        out["cross_node_p99_ms"] = round(percentile(cross, 0.99), 3)
+        out["cross_adds_p50_ms"] = round(out["cross_node_p50_ms"] - out["same_node_p50_ms"], 3)
+        out["cross_adds_p99_ms"] = round(out["cross_node_p99_ms"] - out["same_node_p99_ms"], 3)
+    out["lost"] = sum(p.sent - len(p.delivered) for p in ps)
+    out["complete"] = _complete(ps)
+    return out

@@ -9,6 +9,11 @@ Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`
     python -m bench.run                 # everything, 3 repetitions (about 10 minutes)
     python -m bench.run --quick         # one repetition, smaller sizes (about 2 minutes)
     python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle
+    python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~5 min)
+
+The ``databases`` and ``scaleout`` families (SQLite, PostgreSQL and MariaDB side by side;
+workers and nodes of a cluster) start their own database servers and Redis and are not part
+of the default run; their tables replace their own sections of ``docs/bench-results.md``.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, idle, p2p
+from bench import fanout, idle, p2p, scaleout
 from bench.common import run_on_fresh_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,19 +199,86 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) 
     plt.close(fig)
 
 
+SCALE_FAMILIES = ("databases", "scaleout")
+SCALE_NOTES = {
+    "databases": (
+        "One-to-one over TCP on each database, fresh database per run, repetitions "
+        "interleaved. imhub and the database server share CPU 0, the load generator has "
+        "CPU 1. Durable commits everywhere (SQLite synchronous=FULL, PostgreSQL fsync on, "
+        "MariaDB innodb_flush_log_at_trx_commit=1). `*_cpu_s`: CPU seconds of each side "
+        "during the load (logins included); `*_us_per_msg`: the same per acknowledged "
+        "message; `load1`: the machine's 1-minute load average when the run began."
+    ),
+    "scaleout": (
+        "imhub on PostgreSQL (durable) and Redis, nothing pinned (every process shares both "
+        "cores). `--workers N`: N processes on one port (SO_REUSEPORT, pairs land where the "
+        "kernel puts them); 3 nodes: three `imhub serve --cluster` on three ports, each "
+        "pair's sender on one node and receiver on the next; same vs cross: half the pairs "
+        "on one node, half across two, open loop."
+    ),
+}
+
+
+def scale_runs(families: list[str], quick: bool, repeat: int, about: dict[str, Any]) -> None:
+    """Issue 12's families (bench/scaleout.py); their tables replace their sections of
+    docs/bench-results.md."""
+    with open(ROOT / "bench" / "results.jsonl", "a") as out:
+
+        def emit(label: str, i: int, result: dict[str, Any]) -> None:
+            record = {"label": label, "repeat": i, **result, "machine": about}
+            print(json.dumps(record), flush=True)
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+
+        done = scaleout.run_families(families, quick, repeat, emit)
+    path = DOCS / "bench-results.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    for family in families:
+        rows = []
+        for fam, label, runs in done:
+            if fam == family:
+                row = summarize(label, runs)
+                row["scenario"] = f"{family}: {row['scenario']}"
+                rows.append(row)
+        section = (
+            f"<!-- {family} -->\n## {family} (issue 12)\n\n"
+            f"Commit {about['commit']}; {repeat} run(s) each: median [min–max]. "
+            f"{SCALE_NOTES[family]} Made by `python -m bench.run --only {family}`.\n\n"
+            + table(rows)
+            + f"<!-- /{family} -->\n"
+        )
+        print(section)
+        found = re.search(rf"<!-- {family} -->.*?<!-- /{family} -->\n", text, re.S)
+        if found:
+            text = text[: found.start()] + section + text[found.end() :]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=None)
-    parser.add_argument("--only", choices=["p2p", "latency", "fanout", "idle"])
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["p2p", "latency", "fanout", "idle", *SCALE_FAMILIES],
+        help="families to run (default: all but " + " and ".join(SCALE_FAMILIES) + ")",
+    )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     about = machine()
     print(json.dumps({"machine": about}), flush=True)
+    scale = [f for f in SCALE_FAMILIES if args.only and f in args.only]
+    if scale:
+        scale_runs(scale, args.quick, repeat, about)
+        if all(f in SCALE_FAMILIES for f in args.only):
+            return
     rows = []
     with open(ROOT / "bench" / "results.jsonl", "a") as out:
         for family, label, run, users in scenarios(args.quick):
-            if args.only and family != args.only:
+            if args.only and family not in args.only:
                 continue
             runs = []
             for i in range(repeat):
@@ -223,7 +296,10 @@ def main() -> None:
         f"{repeat} run(s) each: median [min–max]. Made by `make bench`.\n\n" + table(rows)
     )
     if not args.only:
-        (DOCS / "bench-results.md").write_text(text)
+        old = (DOCS / "bench-results.md").read_text()
+        sections = re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->\n", old, re.S)
+        kept = "".join(m.group(0) for m in sections)  # the scale-out families' sections
+        (DOCS / "bench-results.md").write_text(text + ("\n" + kept if kept else ""))
         plots(rows)
     print(text)
 
