@@ -27,7 +27,7 @@ from sqlalchemy import insert
 from bench.common import API_KEY, SECRET
 from imhub.storage.models import users_table
 from tests.databases import Database, Databases, MariaDatabases, PostgresDatabases, SqliteDatabases
-from tests.services import PG_BIN, MariaDB, Postgres, Redis
+from tests.services import MariaDB, Postgres, Redis
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ALL_CPUS = frozenset(range(os.cpu_count() or 1))
@@ -36,37 +36,13 @@ ALL_CPUS = frozenset(range(os.cpu_count() or 1))
 class DurablePostgres(Postgres):
     """PostgreSQL 15 with its default durability (every commit's WAL fsynced)."""
 
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-            " -c max_connections=300 -c shared_buffers=128MB"
-        )
-        self._as_owner(
-            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-             "-t", "30", "-o", options, "start"]
-        )  # fmt: skip
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+    SETTINGS = "-c shared_buffers=128MB"
 
 
 class DurableMariaDB(MariaDB):
     """MariaDB 10.11 with InnoDB's default durability (the redo log fsynced per commit)."""
 
-    def start(self) -> None:
-        from tests.services import wait_until
-
-        self._proc = subprocess.Popen(
-            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.data}",
-             f"--socket={self.sock}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--pid-file={self.root / 'pid'}", f"--log-error={self.root / 'err.log'}",
-             "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=1",
-             "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--skip-log-bin",
-             "--max-connections=300"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.pid = self._proc.pid
-        wait_until(self._answers, "MariaDB")
+    SETTINGS = ("--innodb-flush-log-at-trx-commit=1",)
 
 
 class Backend:

@@ -120,11 +120,13 @@ class Postgres:
         if done.returncode != 0:
             raise RuntimeError(f"{Path(cmd[-1]).name} failed: {done.stdout}{done.stderr}")
 
+    # The tests kill processes, never the machine: no fsync (a subclass may want it).
+    SETTINGS = "-c fsync=off -c full_page_writes=off -c shared_buffers=64MB"
+
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c full_page_writes=off -c max_connections=300"
-            " -c shared_buffers=64MB"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            f" -c max_connections=300 {self.SETTINGS}"
         )
         self._as_owner(
             [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
@@ -185,13 +187,15 @@ class MariaDB:
             f" GRANT ALL ON *.* TO '{self.USER}'@'127.0.0.1'"
         )
 
+    # A commit's log reaches the kernel, not the disk (a subclass may want the disk).
+    SETTINGS: tuple[str, ...] = ("--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0")
+
     def start(self) -> None:
         self._proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.data}",
              f"--socket={self.sock}", f"--port={self.port}", "--bind-address=127.0.0.1",
              f"--pid-file={self.root / 'pid'}", f"--log-error={self.root / 'err.log'}",
-             "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2",
-             "--innodb-doublewrite=0", "--innodb-buffer-pool-size=128M",
+             "--skip-name-resolve", *self.SETTINGS, "--innodb-buffer-pool-size=128M",
              "--innodb-log-file-size=64M", "--skip-log-bin", "--max-connections=300"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -18,6 +18,21 @@ async def receive(client: Client, n: int, msg_type: int = 7) -> list[dict[str, A
     return [await client.expect(msg_type, TIMEOUT * 2) for _ in range(n)]
 
 
+async def group_over(nodes: list[Node]) -> tuple[list[tuple[int, Client]], int]:
+    """Two members online on each node, in one group made at the first: (members, team id),
+    once every member has the creation event."""
+    members = [await user_on(node, f"u{i}{j}") for i, node in enumerate(nodes) for j in range(2)]
+    ids = [u for u, _ in members]
+    status, team = await nodes[0].post(
+        "/api/v1/teams/create", {"userId": ids[0], "teamName": "g", "memberIds": ids}
+    )
+    assert status in (200, 201), team
+    for _, c in members:  # the creation event, everywhere
+        event = await c.expect(16, TIMEOUT * 2)
+        assert event["teamId"] == team["teamId"]
+    return members, int(team["teamId"])
+
+
 async def test_one_to_one_across_nodes(cluster: Any) -> None:
     one, two = cluster(2)
     a, ca = await user_on(one, "a")
@@ -31,17 +46,7 @@ async def test_one_to_one_across_nodes(cluster: Any) -> None:
 
 
 async def test_group_over_three_nodes_one_sender_node(cluster: Any) -> None:
-    nodes = cluster(3)
-    members = [await user_on(node, f"u{i}{j}") for i, node in enumerate(nodes) for j in range(2)]
-    ids = [u for u, _ in members]
-    status, team = await nodes[0].post(
-        "/api/v1/teams/create", {"userId": ids[0], "teamName": "g", "memberIds": ids}
-    )
-    assert status in (200, 201), team
-    team_id = team["teamId"]
-    for _, c in members:  # the creation event, everywhere
-        event = await c.expect(16, TIMEOUT * 2)
-        assert event["teamId"] == team_id
+    members, team_id = await group_over(cluster(3))
     sender = members[0][1]
     sent = [(await sender.chat_team(team_id, f"g{i}", f"to all {i}"))["seq"] for i in range(15)]
     for user_id, c in members:
@@ -53,16 +58,7 @@ async def test_group_over_three_nodes_one_sender_node(cluster: Any) -> None:
 
 
 async def test_group_every_node_sends(cluster: Any) -> None:
-    nodes = cluster(3)
-    members = [await user_on(node, f"u{i}{j}") for i, node in enumerate(nodes) for j in range(2)]
-    ids = [u for u, _ in members]
-    status, team = await nodes[0].post(
-        "/api/v1/teams/create", {"userId": ids[0], "teamName": "g", "memberIds": ids}
-    )
-    assert status in (200, 201), team
-    team_id = team["teamId"]
-    for _, c in members:
-        await c.expect(16, TIMEOUT * 2)
+    members, team_id = await group_over(cluster(3))
 
     async def send_and_receive(c: Client, who: int) -> tuple[list[int], list[int]]:
         """Send 10 at once, then read until all 10 are answered and the other members' 50
