@@ -80,6 +80,23 @@ class Client:
         assert answer["msgIdClient"] == mid, answer
         return answer
 
+    async def next_of(
+        self, accept: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT * 3
+    ) -> dict[str, Any]:
+        """The first message ``accept`` takes; the others before it are passed over."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.recv(timeout)
+                if accept(msg):
+                    return msg
+
+    async def answer(self, msg_type: int) -> dict[str, Any]:
+        """The answer (it has a ``code``) to this connection's request of ``msg_type``; the
+        events of that type before it (group changes it caused) are passed over."""
+        while "code" not in (msg := await self.expect(msg_type)):
+            continue
+        return msg
+
     async def silent(self, timeout: float = 0.3) -> bool:
         """True when nothing arrives within ``timeout`` (used to assert 'not delivered')."""
         try:

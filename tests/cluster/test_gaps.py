@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.cluster.conftest import Node
 from tests.cluster.test_failures import until
-from tests.helpers import TIMEOUT, Client
+from tests.helpers import TIMEOUT
 from tests.proxy import Proxy
 
 DOWN = "cluster bus (Redis) unavailable"
@@ -38,15 +38,6 @@ async def redis_back(redis_server: Any, *nodes: Node) -> None:
     redis_server.start()
     for node, n in zip(nodes, counts, strict=True):
         await logged(node, BACK, n + 1)
-
-
-async def next_of(client: Client, accept: Any, timeout: float = TIMEOUT * 3) -> dict[str, Any]:
-    """The first message ``accept`` takes (others are passed over)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await client.recv(timeout)
-            if accept(msg):
-                return msg
 
 
 async def test_user_deleted_while_redis_away_is_ended_when_it_returns(
@@ -92,13 +83,13 @@ async def test_read_receipt_of_a_catch_up_reaches_the_sender(
     first = await ca.chat(b, "m1", "one")
     await cb.expect(7, TIMEOUT * 2)
     await cb.send({"msgType": 5, "chatId": first["chatId"], "msgIdClient": "enter"})
-    await next_of(cb, lambda m: m["msgType"] == 5)
+    await cb.next_of(lambda m: m["msgType"] == 5)
     await redis_away(redis_server, one, two)
     second = await ca.chat(b, "m2", "two")
     await redis_back(redis_server, one, two)
-    got = await next_of(cb, lambda m: m.get("seq") == second["seq"])
+    got = await cb.next_of(lambda m: m.get("seq") == second["seq"])
     assert got["msgType"] == 3  # shown: a chat, read at once
-    receipt = await next_of(ca, lambda m: m["msgType"] == 12 and m["seq"] == second["seq"])
+    receipt = await ca.next_of(lambda m: m["msgType"] == 12 and m["seq"] == second["seq"])
     assert (receipt["chatId"], receipt["fromUserId"]) == (first["chatId"], b)
 
 
@@ -122,16 +113,16 @@ async def test_readded_member_gets_the_add_its_own_post_overtook(
         team_id = team["teamId"]
         await cm.expect(16, TIMEOUT * 2)
         await co.send({"msgType": 18, "teamId": team_id, "memberIds": [m], "msgIdClient": "r"})
-        removed = await next_of(co, lambda x: x.get("msgIdClient") == "r")
-        assert (await next_of(cm, lambda x: x["msgType"] == 18))["seq"] == removed["seq"]
+        removed = await co.next_of(lambda x: x.get("msgIdClient") == "r")
+        assert (await cm.next_of(lambda x: x["msgType"] == 18))["seq"] == removed["seq"]
         proxy.blackhole = True  # node two hears nothing more
         await co.chat_team(team_id, "o1", "not for m")  # between the removal and the add
         await co.send({"msgType": 17, "teamId": team_id, "memberIds": [m], "msgIdClient": "a"})
-        added = await next_of(co, lambda x: x.get("msgIdClient") == "a")
+        added = await co.next_of(lambda x: x.get("msgIdClient") == "a")
         await cm.send({"msgType": 3, "teamId": team_id, "msgIdClient": "p", "body": "back"})
-        posted = await next_of(cm, lambda x: x.get("msgIdClient") == "p")
+        posted = await cm.next_of(lambda x: x.get("msgIdClient") == "p")
         assert posted["seq"] == added["seq"] + 1, posted
-        event = await next_of(cm, lambda x: x["msgType"] == 17, TIMEOUT * 2)
+        event = await cm.next_of(lambda x: x["msgType"] == 17, TIMEOUT * 2)
         assert event["seq"] == added["seq"]
     finally:
         one.stop()
@@ -171,7 +162,7 @@ async def test_redis_restart_recovery_is_prompt(cluster: Any, redis_server: Any)
 
         async def live() -> bool:
             sent = await ca.chat(b, f"r-{time.monotonic()}", "ping")
-            got = await next_of(cb, lambda m: m["msgType"] == 7)
+            got = await cb.next_of(lambda m: m["msgType"] == 7)
             return bool(got["seq"] == sent["seq"])  # not a catch-up of an older one
 
         await until(live)

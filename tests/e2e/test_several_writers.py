@@ -57,8 +57,7 @@ async def test_writers_on_one_database_keep_every_conversation_in_order(
             await c.login(srv.token(u))
     owner = conns[(users[0], 0)]
     await owner.send({"msgType": 16, "teamName": "all", "memberIds": users[1:]})
-    while "code" not in (created := await owner.expect(16)):
-        pass
+    created = await owner.answer(16)
     team = created["teamId"]
     rng = random.Random(7)
     plan: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
@@ -152,21 +151,18 @@ async def test_membership_changed_through_one_server_holds_at_another(
     y = await second.connect()
     await y.login(second.token(y_id))
     await o.send({"msgType": 16, "teamName": "g", "memberIds": [x_id, z_id]})
-    while "code" not in (created := await o.expect(16)):
-        pass
+    created = await o.answer(16)
     team = created["teamId"]
     # The second server's writer caches the group's members while x posts.
     assert (await x.chat_team(team, "before", "in"))["code"] == 0
     await o.send({"msgType": 18, "teamId": team, "memberIds": [x_id]})  # removed at first
-    while "code" not in (removed := await o.expect(18)):
-        pass
+    removed = await o.answer(18)
     assert removed["code"] == 0, removed
     await x.send({"msgType": 3, "teamId": team, "msgIdClient": "after", "body": "out"})
     refused = (await answers_to(x, ["after"]))["after"]
     assert refused["msgType"] == 8 and refused["code"] == 403, refused
     await o.send({"msgType": 17, "teamId": team, "memberIds": [y_id]})  # added at first
-    while "code" not in await o.expect(17):
-        pass
+    await o.answer(17)
     assert (await y.chat_team(team, "new", "in"))["code"] == 0  # accepted at second
     assert first.count("select count(*) from team_msg where msg_id_client = 'after'") == 0
 
@@ -297,16 +293,14 @@ async def _store_and_read_everywhere(servers: list[LoggedServer]) -> None:
                 await c.login(srv.token(u))
     owner = senders[(a, 0)]
     await owner.send({"msgType": 16, "teamName": "all", "memberIds": users[1:]})
-    while "code" not in (created := await owner.expect(16)):
-        pass
+    created = await owner.answer(16)
     team = created["teamId"]
     chat = (await owner.chat(b, "first", "hi"))["chatId"]
     for (u, _), c in readers.items():  # shown here: each message stored moves u's position
         shown = [{"teamId": team}] + ([{"chatId": chat}] if u in (a, b) else [])
         for where in shown:
             await c.send({"msgType": 5, **where})
-            while (await c.recv())["msgType"] != 5:
-                pass
+            await c.next_of(lambda m: m["msgType"] == 5)
     rng = random.Random(11)
     per = 20
     keys = list(senders)
@@ -342,9 +336,9 @@ async def _store_and_read_everywhere(servers: list[LoggedServer]) -> None:
             await readers[(u, s)].send(
                 {"msgType": 12, **where, "seq": rng.randint(1, 3 * per), "msgIdClient": mid}
             )
-            async with asyncio.timeout(TIMEOUT * 6):
-                while (msg := await readers[(u, s)].recv(TIMEOUT * 6)).get("msgIdClient") != mid:
-                    pass
+            msg = await readers[(u, s)].next_of(
+                lambda m, mid=mid: m.get("msgIdClient") == mid, TIMEOUT * 6
+            )
             answers.append(msg)
         return answers
 
