@@ -4,6 +4,8 @@ throw-away services (tests/services.py: in CI a missing one fails the tests)."""
 from __future__ import annotations
 
 import contextlib
+import json
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 
 from tests.databases import Database, Databases
 from tests.helpers import ServerProcess
-from tests.services import Redis
+from tests.services import Redis, wait_until
 
 
 @pytest.fixture
@@ -43,6 +45,12 @@ class Node(ServerProcess):
         return (self.data_dir / "stderr.log").read_text()
 
 
+def linked(node: Node) -> bool:
+    """The node's cluster bus is up: ``/readyz`` reports no degradation."""
+    with urllib.request.urlopen(node.url + "/readyz", timeout=5) as answer:
+        return "degraded" not in json.loads(answer.read())
+
+
 @pytest.fixture
 def cluster(
     postgres_db: Database, redis_server: Redis, tmp_path: Path
@@ -57,6 +65,9 @@ def cluster(
             for i in range(n)
         ]  # fmt: skip
         nodes.extend(made)
+        if redis_server.running:
+            for node in made:  # a node listens after at most 3 s even if its link is not made
+                wait_until(lambda node=node: linked(node), f"the bus link of {node.url}")
         return made
 
     yield start

@@ -22,7 +22,10 @@ async def logged(node: Node, text: str, count: int = 1) -> None:
     async def seen() -> bool:
         return node.log().count(text) >= count
 
-    await until(seen)
+    try:
+        await until(seen)
+    except TimeoutError:
+        raise AssertionError(f"{text!r} not logged {count} times:\n{node.log()}") from None
 
 
 async def redis_away(redis_server: Any, *nodes: Node) -> None:
