@@ -152,4 +152,5 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._writable.resume()
+        self._gateway.release(self._transport)
         self._gateway.close_session(self.session, TCP)
