@@ -175,7 +175,7 @@ class Limits:
             rate = cfg.user_msg_rate
         else:
             rate = cfg.msg_rate
-        return budget.refusals.take(rate, cfg.msg_burst, now) or None
+        return False if budget.refusals.take(rate, cfg.msg_burst, now) else None
 
     def budget(self) -> ConnBudget:
         return ConnBudget(self.config.msg_burst, self.clock())
