@@ -67,10 +67,10 @@ class Config:
     max_connections_per_user: Positive = 32  # logged-in connections of one user
     connect_rate: NonNegative = 20.0  # new connections per second from one address
     connect_burst: Positive = 200
-    msg_rate: NonNegative = 200.0  # messages per second on one connection
-    msg_burst: Positive = 2000
-    user_msg_rate: NonNegative = 400.0  # messages per second of one user, all connections
-    user_msg_burst: Positive = 4000
+    msg_rate: NonNegative = 1000.0  # messages per second on one connection
+    msg_burst: Positive = 10_000
+    user_msg_rate: NonNegative = 2000.0  # messages per second of one user, all connections
+    user_msg_burst: Positive = 10_000
     api_rate: NonNegative = 500.0  # HTTP API requests per second per API key
     api_burst: Positive = 5000
     max_group: Positive = 20_000  # members of one group

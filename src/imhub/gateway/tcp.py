@@ -123,6 +123,9 @@ class TcpConnection(asyncio.Protocol):
                 return
         inbox.clear()
         self._next = 0
+        if session.ending is not None and not self._gateway.draining:
+            # Ended (a flood, an expiry): what it still sends would only be parsed and dropped.
+            self._transport.pause_reading()
 
     async def _finish(self, pending: Awaitable[None]) -> None:
         try:
@@ -134,8 +137,11 @@ class TcpConnection(asyncio.Protocol):
             self._resume()
 
     def _resume(self) -> None:
-        if not self._transport.is_closing() and not (
-            self._gateway.draining and not self.session.closed
+        ending = self.session.ending is not None and not self._gateway.draining
+        if (
+            not self._transport.is_closing()
+            and not ending
+            and not (self._gateway.draining and not self.session.closed)
         ):
             self._transport.resume_reading()
 

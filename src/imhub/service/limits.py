@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable
+from typing import Any
 
 from imhub.config import Config
 
@@ -134,10 +135,12 @@ class Limits:
         set of addresses and users active in the last burst's worth of time."""
         cfg = self.config
         now = self.clock()
-        for table, rate, burst in (
+        tables: list[tuple[dict[Any, Bucket], float, int]] = [
             (self._connect, cfg.connect_rate, cfg.connect_burst),
+            (self._user_sends, cfg.user_msg_rate, cfg.user_msg_burst),
             (self._api, cfg.api_rate, cfg.api_burst),
-        ):
+        ]
+        for table, rate, burst in tables:
             for key in [k for k, b in table.items() if b.full(rate, burst, now)]:
                 del table[key]
 
@@ -153,9 +156,8 @@ class Limits:
         left = self._by_user.get(user_id, 0) - 1
         if left > 0:
             self._by_user[user_id] = left
-        else:
+        else:  # its bucket stays until it is full again: reconnecting refills nothing
             self._by_user.pop(user_id, None)
-            self._user_sends.pop(user_id, None)
 
     # -- messages ----------------------------------------------------------------------------
 
