@@ -149,7 +149,7 @@ class ApplyTeamOps:
     def __init__(self, teams: Teams, sequences: Sequences, max_members: int = MAX_MEMBERS) -> None:
         self._teams = teams
         self._seqs = sequences
-        self._max = max_members  # --max-group
+        self.max_members = max_members  # --max-group
 
     def rows(self, items: Sequence[TeamOp], into: Rows) -> None:
         """Shared databases: the group's row, which holds its member rows (a new group's row
@@ -183,8 +183,8 @@ class ApplyTeamOps:
             if unknown:
                 raise ImError(ErrorCode.NOT_FOUND, unknown_users(unknown))
             new = tuple(u for u in dict.fromkeys(op.member_ids) if u not in info.members)
-            if len(info.members) + len(new) > self._max:
-                raise ImError(ErrorCode.CONFLICT, f"group full: at most {self._max} members")
+            if len(info.members) + len(new) > self.max_members:
+                raise ImError(ErrorCode.CONFLICT, f"group full: at most {self.max_members} members")
             if not new:
                 return TeamChanged(info, None)  # all of them are members already
             seq = await self._seqs.next(conn, -info.team_id)
@@ -244,8 +244,8 @@ class ApplyTeamOps:
         unknown = set(members) - names.keys()
         if unknown:
             raise ImError(ErrorCode.NOT_FOUND, unknown_users(unknown))
-        if len(members) > self._max:
-            raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {self._max} members")
+        if len(members) > self.max_members:
+            raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {self.max_members} members")
         team_id = (
             await conn.execute(
                 insert(team_t)
