@@ -196,12 +196,16 @@ def _limits_env() -> dict[str, str]:
     }
 
 
-def run(seconds: float = 5) -> dict[str, Any]:
-    """The three measurements on one fresh server (users 1 to 104)."""
+def run(seconds: float = 5, server_path: str = "") -> dict[str, Any]:
+    """The three measurements on one fresh server (users 1 to 104); ``server_path``: the
+    server's code from there (``PYTHONPATH``), e.g. an older checkout's ``src``, to compare."""
     import uvloop
 
+    env = _limits_env()
+    if server_path:
+        env["PYTHONPATH"] = server_path
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(Path(tmp), users=max(LOGIN_USERS), **_limits_env())
+        proc, port = start_server(Path(tmp), users=max(LOGIN_USERS), **env)
         try:
             pin_self()
             uvloop.run(pair_p99(port, 1))  # warm-up, not counted
@@ -243,6 +247,7 @@ def run(seconds: float = 5) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--server-path", default="", help="PYTHONPATH of the server's code")
     parser.add_argument("--messages", nargs=2, metavar=("PORT", "SECONDS"))
     parser.add_argument("--logins", nargs=2, metavar=("PORT", "SECONDS"))
     args = parser.parse_args()
@@ -255,7 +260,7 @@ def main() -> None:
         port, secs = int(args.logins[0]), float(args.logins[1])
         print(json.dumps(uvloop.run(flood_logins(port, secs))))
     else:
-        print(json.dumps(run(args.seconds)))
+        print(json.dumps(run(args.seconds, args.server_path)))
 
 
 if __name__ == "__main__":

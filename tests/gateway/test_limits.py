@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import websockets
 
 from tests.databases import Databases
-from tests.helpers import API_KEY, Client, ServerProcess, TcpClient
+from tests.helpers import API_KEY, Client, ServerProcess, TcpClient, WsClient
 
 SLOW = "0.01"  # per second: no refill within a test
 
@@ -281,3 +282,33 @@ async def test_api_requests_per_key(make_server: Callable[..., ServerProcess]) -
 async def metrics(srv: ServerProcess) -> tuple[int, str]:
     async with aiohttp.ClientSession() as http, http.get(srv.url + "/metrics") as resp:
         return resp.status, await resp.text()
+
+
+async def test_a_websocket_client_that_never_reads_is_dropped_and_its_messages_wait(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """--max-outbound end to end on WebSocket (tests/e2e/test_connections.py has it on TCP):
+    a peer that takes nothing is cut past the bound, the sender is served throughout, and
+    everything waits in storage for the next login."""
+    srv = make_server(max_outbound=64 * 1024)
+    _alice, a = await srv.online("alice")
+    bob = await srv.add_user("bob")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    ws = await websockets.connect(f"ws://127.0.0.1:{srv.port}/ws", sock=sock, max_queue=1)
+    slow = WsClient(ws)
+    await slow.login(srv.token(bob))
+    body = "x" * 5000  # 7.5 MB: more than the kernel's buffers and the 64 KiB allowance
+    for i in range(1500):
+        await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"m{i}", "body": body})
+    answers = [await a.expect(4) for _ in range(1500)]
+    assert len({x["msgIdServer"] for x in answers}) == 1500
+    status, text = await metrics(srv)
+    found = re.search(r"^imhub_slow_consumers_dropped_total (\S+)$", text, re.M)
+    assert found is not None and float(found[1]) == 1  # cut, not grown without bound
+    assert await slow.closed(10)
+    again = await srv.connect("ws")
+    await again.send({"msgType": 1, "token": srv.token(bob), "backlog": False})
+    assert (await again.expect(1))["unread"][0]["count"] == 1500
+    await again.close()
