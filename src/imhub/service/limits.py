@@ -19,6 +19,9 @@ from typing import Any
 from imhub.config import Config
 
 Clock = Callable[[], float]
+# Refusals a connection may take in a row (beyond what its rate refills) before it is closed:
+# persistent excess. Few, so that a flood costs little more than its first burst.
+REFUSAL_BURST = 100
 
 
 class Bucket:
@@ -58,7 +61,7 @@ class ConnBudget:
 
     def __init__(self, burst: float, now: float) -> None:
         self.sends = Bucket(burst, now)
-        self.refusals = Bucket(burst, now)
+        self.refusals = Bucket(min(burst, REFUSAL_BURST), now)
 
 
 def address_key(host: str) -> str:
@@ -177,7 +180,8 @@ class Limits:
             rate = cfg.user_msg_rate
         else:
             rate = cfg.msg_rate
-        return False if budget.refusals.take(rate, cfg.msg_burst, now) else None
+        refusals = min(cfg.msg_burst, REFUSAL_BURST)
+        return False if budget.refusals.take(rate, refusals, now) else None
 
     def budget(self) -> ConnBudget:
         return ConnBudget(self.config.msg_burst, self.clock())
