@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -312,3 +313,16 @@ async def test_a_websocket_client_that_never_reads_is_dropped_and_its_messages_w
     await again.send({"msgType": 1, "token": srv.token(bob), "backlog": False})
     assert (await again.expect(1))["unread"][0]["count"] == 1500
     await again.close()
+
+
+async def test_undecodable_messages_count_too(rated: ServerProcess) -> None:
+    """A flood of junk is limited like one of messages (and costs no more than its burst)."""
+    junk = await TcpClient.connect(rated.port)
+    for _ in range(5):
+        await junk.send_raw(struct.pack(">I", 3) + b"{{{")
+    assert [(await junk.expect(8))["code"] for _ in range(5)] == [400] * 5
+    await junk.send_raw(struct.pack(">I", 3) + b"{{{")
+    assert (await junk.expect(8))["code"] == 429
+    _, other = await rated.online("bystander")
+    await other.send({"msgType": 0})
+    assert (await other.expect(0))["code"] == 0

@@ -255,23 +255,30 @@ class Gateway:
         try:
             msg = codec.decode(payload)
         except ImError as exc:
-            Dispatcher.refuse(session, exc)
+            if not self._limited(session, exc.msg_id_client):  # junk counts too
+                Dispatcher.refuse(session, exc)
             return None
         t = msg.msg_type
         self._msgs_in[t if t < TYPE_SLOTS else TYPE_SLOTS - 1] += 1
+        if self._limited(session, msg.msg_id_client):
+            return None
+        return self.dispatcher.handle(session, msg)
+
+    def _limited(self, session: Session, msg_id_client: str | None) -> bool:
+        """Over the connection's or the user's message rate: refused before anything is done
+        with it (the client may send it again, same msgIdClient, later); one that keeps
+        sending into the refusals is closed."""
         budget = session.budget
         if budget is None:
             budget = session.budget = self.limits.budget()
         allowed = self.limits.message(budget, session.user_id)
-        if not allowed:
-            # Refused before anything is done with it: the client may send it again (same
-            # msgIdClient) later. One that keeps sending into the refusals is closed.
-            self.metrics.rate_limited += 1
-            session.error(ErrorCode.TOO_MANY, "too many messages: slow down", msg.msg_id_client)
-            if allowed is None:
-                session.end(ErrorCode.TOO_MANY, "too many messages: closed")
-            return None
-        return self.dispatcher.handle(session, msg)
+        if allowed:
+            return False
+        self.metrics.rate_limited += 1
+        session.error(ErrorCode.TOO_MANY, "too many messages: slow down", msg_id_client)
+        if allowed is None:
+            session.end(ErrorCode.TOO_MANY, "too many messages: closed")
+        return True
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
         """A new connection, counted against the connection limits; False (not counted): it
@@ -365,7 +372,6 @@ class Gateway:
             assert self._loop is not None
             now = self._loop.time()
             wall = time.time()  # token expiries are wall-clock times
-            self.limits.prune()
             for s in list(self.sessions):
                 if s.expires is not None and wall >= s.expires:
                     s.end(ErrorCode.UNAUTHORIZED, "token expired")

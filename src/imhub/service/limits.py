@@ -22,6 +22,7 @@ Clock = Callable[[], float]
 # Refusals a connection may take in a row (beyond what its rate refills) before it is closed:
 # persistent excess. Few, so that a flood costs little more than its first burst.
 REFUSAL_BURST = 100
+SWEEP_FROM = 1024  # entries of a table of buckets before it is first swept
 
 
 class Bucket:
@@ -91,7 +92,7 @@ class Limits:
         self._by_user: dict[int, int] = {}
         self._user_sends: dict[int, Bucket] = {}
         self._api: dict[str, Bucket] = {}
-        self.refused_connections = 0
+        self._sweep_at: dict[int, int] = {}  # a table's size at which it is swept next
 
     # -- connections -------------------------------------------------------------------------
 
@@ -101,19 +102,17 @@ class Limits:
         cfg = self.config
         if self.connections >= cfg.max_connections:
             return "connections"
-        host = peername[0] if isinstance(peername, tuple) and peername else ""
-        key = address_key(str(host))
+        if not isinstance(peername, tuple) or peername in self._admitted:
+            return None  # no address to count it by (gone before it was accepted)
+        key = address_key(str(peername[0]))
         if key in self.exempt:
             self._admitted[peername] = None
             self.connections += 1
             return None
         if self._by_address.get(key, 0) >= cfg.max_connections_per_address:
             return "connections from this address"
-        bucket = self._connect.get(key)
-        now = self.clock()
-        if bucket is None:
-            bucket = self._connect[key] = Bucket(cfg.connect_burst, now)
-        if not bucket.take(cfg.connect_rate, cfg.connect_burst, now):
+        bucket = self._bucket(self._connect, key, cfg.connect_rate, cfg.connect_burst)
+        if not bucket.take(cfg.connect_rate, cfg.connect_burst, self.clock()):
             return "new connections from this address"
         self._admitted[peername] = key
         self._by_address[key] = self._by_address.get(key, 0) + 1
@@ -133,19 +132,21 @@ class Limits:
             else:
                 del self._by_address[key]
 
-    def prune(self) -> None:
-        """Forget buckets that are full again (no recent use): the maps stay as small as the
-        set of addresses and users active in the last burst's worth of time."""
-        cfg = self.config
+    def _bucket(self, table: dict[Any, Bucket], key: Any, rate: float, burst: int) -> Bucket:
+        """``table``'s bucket for ``key``, made full when there is none. Buckets that are full
+        again (unused for a burst's worth of time) are forgotten whenever a table doubles
+        since it was last swept: the tables stay as small as the set of addresses, users and
+        keys active lately, at a constant cost per new entry."""
+        bucket = table.get(key)
+        if bucket is not None:
+            return bucket
         now = self.clock()
-        tables: list[tuple[dict[Any, Bucket], float, int]] = [
-            (self._connect, cfg.connect_rate, cfg.connect_burst),
-            (self._user_sends, cfg.user_msg_rate, cfg.user_msg_burst),
-            (self._api, cfg.api_rate, cfg.api_burst),
-        ]
-        for table, rate, burst in tables:
-            for key in [k for k, b in table.items() if b.full(rate, burst, now)]:
-                del table[key]
+        if len(table) >= self._sweep_at.get(id(table), SWEEP_FROM):
+            for old in [k for k, b in table.items() if b.full(rate, burst, now)]:
+                del table[old]
+            self._sweep_at[id(table)] = max(SWEEP_FROM, 2 * len(table))
+        bucket = table[key] = Bucket(burst, now)
+        return bucket
 
     def join_user(self, user_id: int) -> bool:
         """A login of ``user_id``: False when the user has as many connections as allowed."""
@@ -172,9 +173,7 @@ class Limits:
         if budget.sends.take(cfg.msg_rate, cfg.msg_burst, now):
             if user_id is None:
                 return True
-            bucket = self._user_sends.get(user_id)
-            if bucket is None:
-                bucket = self._user_sends[user_id] = Bucket(cfg.user_msg_burst, now)
+            bucket = self._bucket(self._user_sends, user_id, cfg.user_msg_rate, cfg.user_msg_burst)
             if bucket.take(cfg.user_msg_rate, cfg.user_msg_burst, now):
                 return True
             rate = cfg.user_msg_rate
@@ -192,9 +191,7 @@ class Limits:
         """One API request with ``key``: 0 to serve it, else the seconds to wait (429)."""
         cfg = self.config
         now = self.clock()
-        bucket = self._api.get(key)
-        if bucket is None:
-            bucket = self._api[key] = Bucket(cfg.api_burst, now)
+        bucket = self._bucket(self._api, key, cfg.api_rate, cfg.api_burst)
         if bucket.take(cfg.api_rate, cfg.api_burst, now):
             return 0.0
         return max(bucket.wait(cfg.api_rate), 1e-3)

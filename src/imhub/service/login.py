@@ -72,6 +72,7 @@ class LoginService:
             raise ImError(ErrorCode.UNAUTHORIZED, "token is required", close=True)
         user_id, expires = self._auth.verify(msg.token)  # whether the user exists: the writer
         if self._limits is not None:
+            self._uncount(session)  # a login that failed before (it stays counted once)
             if not self._limits.join_user(user_id):
                 raise ImError(ErrorCode.TOO_MANY, "too many connections of this user", close=True)
             session.counted = user_id
