@@ -123,8 +123,10 @@ class TcpConnection(asyncio.Protocol):
                 return
         inbox.clear()
         self._next = 0
-        if session.ending is not None and not self._gateway.draining:
-            # Ended (a flood, an expiry): what it still sends would only be parsed and dropped.
+        if session.budget is not None and session.budget.cut:
+            # Closed for flooding: what it still sends would only be parsed and dropped. (Any
+            # other ending reads and drops what comes until the close, which then sends no
+            # reset that could destroy the last answers before the client reads them.)
             self._transport.pause_reading()
 
     async def _finish(self, pending: Awaitable[None]) -> None:
@@ -137,10 +139,10 @@ class TcpConnection(asyncio.Protocol):
             self._resume()
 
     def _resume(self) -> None:
-        ending = self.session.ending is not None and not self._gateway.draining
+        budget = self.session.budget
         if (
             not self._transport.is_closing()
-            and not ending
+            and not (budget is not None and budget.cut)
             and not (self._gateway.draining and not self.session.closed)
         ):
             self._transport.resume_reading()

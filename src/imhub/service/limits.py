@@ -58,11 +58,12 @@ class ConnBudget:
     """One connection's message bucket, and its bucket of refusals: a connection that keeps
     sending while refused (more than a burst of refusals, faster than the rate) is closed."""
 
-    __slots__ = ("refusals", "sends")
+    __slots__ = ("cut", "refusals", "sends")
 
     def __init__(self, burst: float, now: float) -> None:
         self.sends = Bucket(burst, now)
         self.refusals = Bucket(min(burst, REFUSAL_BURST), now)
+        self.cut = False  # closed for persistent excess: read no further
 
 
 def address_key(host: str) -> str:
@@ -179,8 +180,10 @@ class Limits:
             rate = cfg.user_msg_rate
         else:
             rate = cfg.msg_rate
-        refusals = min(cfg.msg_burst, REFUSAL_BURST)
-        return False if budget.refusals.take(rate, refusals, now) else None
+        if budget.refusals.take(rate, min(cfg.msg_burst, REFUSAL_BURST), now):
+            return False
+        budget.cut = True
+        return None
 
     def budget(self) -> ConnBudget:
         return ConnBudget(self.config.msg_burst, self.clock())
