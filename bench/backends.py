@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from bench.common import API_KEY, SECRET
+from bench.common import API_KEY, CAPACITY, SECRET
 from imhub.storage.models import users_table
 from tests.databases import Database, Databases, MariaDatabases, PostgresDatabases, SqliteDatabases
 from tests.services import MariaDB, Postgres, Redis
@@ -161,6 +161,7 @@ class Imhub:
             "IMHUB_LOG_LEVEL": "WARNING",
             "IMHUB_PORT": "0",
             "IMHUB_LOGIN_TIMEOUT": "120",
+            **CAPACITY,  # (bench/common.py)
         }
         for key, value in options.items():
             env["IMHUB_" + key.upper()] = str(value)

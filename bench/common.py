@@ -17,6 +17,7 @@ from typing import Any
 HEADER = struct.Struct(">I")
 SECRET = "bench-secret-" + "z" * 32
 API_KEY = "bench"
+CAPACITY = {"IMHUB_MSG_RATE": "0", "IMHUB_USER_MSG_RATE": "0", "IMHUB_API_RATE": "0"}
 
 
 def frame(obj: dict[str, Any]) -> bytes:
@@ -153,6 +154,10 @@ def start_server(data: Path, users: int = 0, **env: str) -> tuple[subprocess.Pop
         # Thousands of connections log in at once here; the default 5 s to log in is meant
         # for single clients, not for a benchmark's herd waiting in the writer's queue.
         "IMHUB_LOGIN_TIMEOUT": "120",
+        # These measure capacity: a few load-generator connections send as fast as the
+        # server answers, far past the per-client message limits (bench/flood.py measures
+        # the limits).
+        **CAPACITY,
         **env,
     }
     subprocess.run(

@@ -10,6 +10,7 @@ Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`
     python -m bench.run --quick         # one repetition, smaller sizes (about 2 minutes)
     python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle
     python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~5 min)
+    python -m bench.run --only flood    # issue 13: bench/flood.py, a pair's p99 under floods
 
 The ``databases`` and ``scaleout`` families (SQLite, PostgreSQL and MariaDB side by side;
 workers and nodes of a cluster) start their own database servers and Redis and are not part
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, idle, p2p, scaleout
+from bench import fanout, flood, idle, p2p, scaleout
 from bench.common import run_on_fresh_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,6 +257,21 @@ def scale_runs(families: list[str], quick: bool, repeat: int, about: dict[str, A
     path.write_text(text)
 
 
+def flood_runs(quick: bool, repeat: int, about: dict[str, Any]) -> None:
+    """Issue 13's flood scenario (bench/flood.py): printed and kept in results.jsonl; its
+    numbers go in docs/performance.md by hand, with the machine's load."""
+    runs = []
+    with open(ROOT / "bench" / "results.jsonl", "a") as out:
+        for i in range(repeat):
+            load1 = os.getloadavg()[0]
+            result = {**flood.run(seconds=3 if quick else 5), "load1": round(load1, 2)}
+            record = {"label": "flood", "repeat": i, **result, "machine": about}
+            print(json.dumps(record), flush=True)
+            out.write(json.dumps(record) + "\n")
+            runs.append(result)
+    print(table([summarize("flood", runs)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -263,13 +279,17 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["p2p", "latency", "fanout", "idle", *SCALE_FAMILIES],
+        choices=["p2p", "latency", "fanout", "idle", "flood", *SCALE_FAMILIES],
         help="families to run (default: all but " + " and ".join(SCALE_FAMILIES) + ")",
     )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     about = machine()
     print(json.dumps({"machine": about}), flush=True)
+    if args.only and "flood" in args.only:
+        flood_runs(args.quick, repeat, about)
+        if args.only == ["flood"]:
+            return
     scale = [f for f in SCALE_FAMILIES if args.only and f in args.only]
     if scale:
         scale_runs(scale, args.quick, repeat, about)

@@ -35,6 +35,7 @@ from imhub.service.dispatch import Dispatcher, Handler
 from imhub.service.gapfill import GapFiller
 from imhub.service.history import HistoryService
 from imhub.service.inbox import InboxService
+from imhub.service.limits import Limits
 from imhub.service.login import LoginService
 from imhub.service.notices import NoticeService
 from imhub.service.presence import PresenceService
@@ -79,6 +80,7 @@ class App:
         tx = Transaction()
         metrics.write_queue = lambda: writer.queued
         self.registry = registry = SessionRegistry()
+        self.limits = Limits(config, time.monotonic)
         self.auth = TokenAuthority(config.token_secret)
 
         # SQLite is one process's database (``storage.database.ExclusiveLock``); on the
@@ -133,6 +135,7 @@ class App:
             ClaimOnLogin(known_users, tx),
             max_frame=config.max_frame,
             cluster=self.cluster,
+            limits=self.limits,
         )
         self.chat = ChatService(
             writer,
@@ -156,7 +159,7 @@ class App:
             writer,
             membership,
             delivery,
-            ApplyTeamOps(teams, sequences),
+            ApplyTeamOps(teams, sequences, config.max_group),
             EnsurePairs(pairs),
             clock_ms,
         )
@@ -198,10 +201,18 @@ class App:
         docs = ApiDocs(lambda: self.router.routes)
         ops = Ops(lambda: self.gateway.stats(), self.problem, metrics, self.degraded)
         self.router = Router(
-            [*web_routes(), *ops.routes(), *api.routes(), *docs.routes()], config.api_key
+            [*web_routes(), *ops.routes(), *api.routes(), *docs.routes()],
+            config.api_key,
+            self.limits,
+            config.max_frame,
         )
         self.gateway = Gateway(
-            config, Dispatcher(handlers), self.login.closed, self.router.handle, metrics
+            config,
+            Dispatcher(handlers),
+            self.login.closed,
+            self.router.handle,
+            metrics,
+            self.limits,
         )
 
     def _batch_done(self, writes: int, seconds: float) -> None:

@@ -49,6 +49,19 @@ _HELP = {
     "shutdown_grace": "Seconds a SIGTERM may take to finish the work read before it exits.",
     "cluster": "Redis URL (redis://host:port/0): run as one node of a cluster.",
     "workers": "Processes sharing the port (SO_REUSEPORT); more than 1 needs --cluster.",
+    "max_connections": "Open connections in all.",
+    "max_connections_per_address": "Open connections from one address (IPv6: one /64).",
+    "max_connections_per_user": "Logged-in connections of one user.",
+    "connect_rate": "New connections per second from one address (0: no limit).",
+    "connect_burst": "New connections from one address at once, above the rate.",
+    "msg_rate": "Messages per second on one connection (0: no limit).",
+    "msg_burst": "Messages at once on one connection, above the rate.",
+    "user_msg_rate": "Messages per second of one user, all connections (0: no limit).",
+    "user_msg_burst": "Messages at once of one user, above the rate.",
+    "api_rate": "HTTP API requests per second per API key (0: no limit).",
+    "api_burst": "HTTP API requests at once per API key, above the rate.",
+    "max_group": "Members of one group.",
+    "limit_exempt": "Addresses the per-address limits skip (a proxy), space-separated.",
 }
 
 

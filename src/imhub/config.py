@@ -61,6 +61,20 @@ class Config:
     shutdown_grace: NonNegative = 10.0  # seconds a SIGTERM may take before connections are cut
     cluster: str = ""  # redis://host:port/db: this process is a node of a cluster
     workers: Positive = 1  # processes sharing the port (more than 1 needs cluster)
+    # Limits (docs/security.md, "Limits"); a rate of 0 is no limit. Per process.
+    max_connections: Positive = 100_000  # open connections in all
+    max_connections_per_address: Positive = 256  # open connections from one address
+    max_connections_per_user: Positive = 32  # logged-in connections of one user
+    connect_rate: NonNegative = 20.0  # new connections per second from one address
+    connect_burst: Positive = 200
+    msg_rate: NonNegative = 1000.0  # messages per second on one connection
+    msg_burst: Positive = 10_000
+    user_msg_rate: NonNegative = 2000.0  # messages per second of one user, all connections
+    user_msg_burst: Positive = 10_000
+    api_rate: NonNegative = 500.0  # HTTP API requests per second per API key
+    api_burst: Positive = 5000
+    max_group: Positive = 20_000  # members of one group
+    limit_exempt: str = "127.0.0.1 ::1"  # addresses the per-address limits do not apply to
 
     @property
     def db_url(self) -> str:

@@ -73,6 +73,8 @@ class Metrics:
         self.msgs_out = [0] * TYPE_SLOTS
         self.errors: dict[tuple[int, str], int] = {}  # (code, "protocol" | "http") -> count
         self.slow_consumers = 0
+        self.rate_limited = 0  # messages refused over a rate limit (429)
+        self.refused_connections = 0  # connections closed at once over a connection limit
         self.batch_size = Histogram(BATCH_BUCKETS)
         self.commit_seconds = Histogram(LATENCY_BUCKETS)
         self.send_answer_seconds = Histogram(LATENCY_BUCKETS)
@@ -153,6 +155,16 @@ class _Collector(Collector):
             "imhub_slow_consumers_dropped",
             "Connections dropped for not reading what they were sent.",
             value=m.slow_consumers,
+        )
+        yield CounterMetricFamily(
+            "imhub_rate_limited_messages",
+            "Messages refused over a per-connection or per-user rate limit (429).",
+            value=m.rate_limited,
+        )
+        yield CounterMetricFamily(
+            "imhub_refused_connections",
+            "Connections closed at once over a connection limit (in all, per address, rate).",
+            value=m.refused_connections,
         )
         yield m.batch_size.family("imhub_write_batch_size", "Writes committed per batch.")
         yield m.commit_seconds.family(

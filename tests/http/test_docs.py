@@ -43,7 +43,9 @@ def test_the_document_comes_from_the_declarations() -> None:
     assert op["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TokenRequest"
     }
-    assert sorted(op["responses"]) == ["200", "400", "401", "404", "408", "413", "500", "503"]
+    assert sorted(op["responses"]) == [
+        *("200", "400", "401", "404", "408", "413", "429", "500", "503")
+    ]
     error = op["responses"]["404"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorBody"}
     assert op["security"] and op["description"] == "Why."

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -32,13 +33,19 @@ _QUOTED_BYTES = re.compile(r""":?\s*b['"]""")
 
 
 class HttpConnection(RequestHandler):
-    __slots__ = ("_limiter", "_quiet", "_stats", "upgraded")
+    __slots__ = ("_limiter", "_quiet", "_release", "_stats", "upgraded")
 
     def __init__(
-        self, manager: web.Server, limiter: LogLimiter, stats: Metrics, **kwargs: Any
+        self,
+        manager: web.Server,
+        limiter: LogLimiter,
+        stats: Metrics,
+        release: Callable[[asyncio.BaseTransport], None],
+        **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._limiter = limiter
+        self._release = release  # the connection limits' count of it
         self._quiet = False
         self._stats = stats
         self.upgraded = False  # to WebSocket: counted as such from then on
@@ -50,6 +57,8 @@ class HttpConnection(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.upgraded:
             self._stats.closed[HTTP] += 1
+        if self.transport is not None:
+            self._release(self.transport)
         super().connection_lost(exc)
 
     def handle_error(

@@ -22,6 +22,9 @@ class SniffProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
+        if not self._gateway.admit(transport):  # over a connection limit: nothing is read
+            transport.abort()
+            return
         # A peer that connects and never speaks is closed like one that never logs in.
         self._timer = asyncio.get_running_loop().call_later(
             self._gateway.config.login_timeout, transport.close
@@ -43,3 +46,4 @@ class SniffProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._gateway.release(self._transport)

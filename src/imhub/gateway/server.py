@@ -28,11 +28,14 @@ from imhub.metrics import HTTP, PROTOCOLS, TYPE_SLOTS, Metrics
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.service.dispatch import Dispatcher
-from imhub.service.sessions import Session, log_fields
+from imhub.service.limits import Limits
+from imhub.service.sessions import CATCHING_UP, Session, log_fields
 
 log = logging.getLogger(__name__)
 
 HttpHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+HTTP_BODY_MAX = 1024 * 1024  # bytes of a request body that carries no message
 
 # Malformed HTTP requests logged at most, per minute (the rest are counted).
 BAD_REQUEST_LOG_BURST = 10
@@ -46,8 +49,10 @@ class Gateway:
         on_close: Callable[[Session], None],
         http_handler: HttpHandler,
         metrics: Metrics,
+        limits: Limits | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or Limits(config, time.monotonic)
         self.dispatcher = dispatcher
         self._on_close = on_close
         self._http_handler = http_handler
@@ -64,13 +69,26 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._http: web.Server | None = None
         self._bad_requests: LogLimiter | None = None
+        self._refusals: LogLimiter | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
-        self._http = web.Server(self._route_http)
+        # A body is read whole before its route; one that carries a message is held to
+        # --max-frame by the router, any other to 1 MiB (or --max-frame, if larger).
+        body_max = max(HTTP_BODY_MAX, self.config.max_frame)
+
+        def request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=body_max
+            )
+
+        self._http = web.Server(self._route_http, request_factory=request)
         self._bad_requests = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
+        self._refusals = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
         self._server = await self._loop.create_server(
             lambda: SniffProtocol(self),
             self.config.host,
@@ -205,7 +223,7 @@ class Gateway:
         self._on_close(session)
         self.metrics.closed[protocol] += 1
         outlet = _outlet(session)
-        slow = outlet.dropped or (session.ended or (0, ""))[0] == ErrorCode.SLOW_CONSUMER
+        slow = outlet.dropped or session.ended == (ErrorCode.SLOW_CONSUMER, CATCHING_UP)
         if slow:
             self.metrics.slow_consumers += 1
         level = logging.WARNING if slow else logging.INFO
@@ -237,11 +255,49 @@ class Gateway:
         try:
             msg = codec.decode(payload)
         except ImError as exc:
-            Dispatcher.refuse(session, exc)
+            if not self._limited(session, exc.msg_id_client):  # junk counts too
+                Dispatcher.refuse(session, exc)
             return None
         t = msg.msg_type
         self._msgs_in[t if t < TYPE_SLOTS else TYPE_SLOTS - 1] += 1
+        if self._limited(session, msg.msg_id_client):
+            return None
         return self.dispatcher.handle(session, msg)
+
+    def _limited(self, session: Session, msg_id_client: str | None) -> bool:
+        """Over the connection's or the user's message rate: refused before anything is done
+        with it (the client may send it again, same msgIdClient, later); one that keeps
+        sending into the refusals is closed."""
+        budget = session.budget
+        if budget is None:
+            budget = session.budget = self.limits.budget()
+        allowed = self.limits.message(budget, session.user_id)
+        if allowed:
+            return False
+        self.metrics.rate_limited += 1
+        session.error(ErrorCode.TOO_MANY, "too many messages: slow down", msg_id_client)
+        if allowed is None:
+            session.end(ErrorCode.TOO_MANY, "too many messages: closed")
+        return True
+
+    def admit(self, transport: asyncio.BaseTransport) -> bool:
+        """A new connection, counted against the connection limits; False (not counted): it
+        is to be closed at once, before anything is read from it."""
+        refused = self.limits.admit(transport.get_extra_info("peername"))
+        if refused is None:
+            return True
+        self.metrics.refused_connections += 1
+        assert self._refusals is not None
+        dropped = self._refusals.allow()
+        if dropped is not None:
+            more = f" ({dropped} more not logged)" if dropped else ""
+            peer = transport.get_extra_info("peername")
+            log.warning("connection from %s refused: too many %s%s", peer, refused, more)
+        return False
+
+    def release(self, transport: asyncio.BaseTransport) -> None:
+        """A connection admitted by ``admit`` is gone (called again: nothing happens)."""
+        self.limits.release(transport.get_extra_info("peername"))
 
     async def _route_http(self, request: web.BaseRequest) -> web.StreamResponse:
         response = await self._answer_http(request)
@@ -291,6 +347,7 @@ class Gateway:
             self._http,
             self._bad_requests,
             self.metrics,
+            self.release,
             loop=self._loop,
             keepalive_timeout=timeout,
             lingering_time=0,

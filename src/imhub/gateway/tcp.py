@@ -123,6 +123,11 @@ class TcpConnection(asyncio.Protocol):
                 return
         inbox.clear()
         self._next = 0
+        if session.budget is not None and session.budget.cut:
+            # Closed for flooding: what it still sends would only be parsed and dropped. (Any
+            # other ending reads and drops what comes until the close, which then sends no
+            # reset that could destroy the last answers before the client reads them.)
+            self._transport.pause_reading()
 
     async def _finish(self, pending: Awaitable[None]) -> None:
         try:
@@ -134,8 +139,11 @@ class TcpConnection(asyncio.Protocol):
             self._resume()
 
     def _resume(self) -> None:
-        if not self._transport.is_closing() and not (
-            self._gateway.draining and not self.session.closed
+        budget = self.session.budget
+        if (
+            not self._transport.is_closing()
+            and not (budget is not None and budget.cut)
+            and not (self._gateway.draining and not self.session.closed)
         ):
             self._transport.resume_reading()
 
@@ -152,4 +160,5 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._writable.resume()
+        self._gateway.release(self._transport)
         self._gateway.close_session(self.session, TCP)

@@ -46,20 +46,20 @@ class MessagingRoutes:
     def routes(self) -> list[Route]:
         return [
             Route("POST", "/api/v1/notices", self.to_users, "Send a notice to users",
-                  NoticeRequest, NoticeAnswer, errors=(404,), tag="notices",
+                  NoticeRequest, NoticeAnswer, errors=(404,), tag="notices", message=True,
                   description=NOTICE_DOC + " 1 to 10,000 targets; an unknown one is a 404."),
             Route("POST", "/api/v1/teams/{teamId}/notices", self.to_team,
                   "Send a notice to a group's members", BroadcastRequest, NoticeAnswer,
-                  params=TeamPath, errors=(404,), tag="notices",
+                  params=TeamPath, errors=(404,), tag="notices", message=True,
                   description=NOTICE_DOC + " The members when it is stored."),
             Route("POST", "/api/v1/notices/online", self.to_online,
                   "Send a notice to every user online", BroadcastRequest, NoticeAnswer,
-                  tag="notices",
+                  tag="notices", message=True,
                   description="Every user online when it is stored gets it at once;"
                   " nobody gets it later (`pending` is empty)."),
             Route("POST", "/api/v1/system-messages", self.system_message,
                   "Post a system message into a chat or group", SystemMessageRequest,
-                  SystemMessageAnswer, errors=(404, 409), tag="messages",
+                  SystemMessageAnswer, errors=(404, 409), tag="messages", message=True,
                   description=SYSTEM_DOC),
         ]  # fmt: skip
 

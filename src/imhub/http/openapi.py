@@ -81,8 +81,8 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 def error_statuses(route: Route) -> list[int]:
     statuses = {400, 500, *route.errors}
-    if route.api_key:  # the API's routes: the key, and a server that is stopping
-        statuses |= {401, 503}
+    if route.api_key:  # the API's routes: the key, its rate limit, a server that is stopping
+        statuses |= {401, 429, 503}
     if route.body is not None:
         statuses |= {408, 413}
     return sorted(statuses)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from imhub.http.responses import error_response
 from imhub.protocol.errors import ErrorCode, ImError
+from imhub.service.limits import Limits, retry_after
 from imhub.storage.outage import UNAVAILABLE, OutageLog
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Route:
     params: type[Any] | None = None  # a struct of the path parameters (default: strings)
     description: str = ""  # more than the summary, for the documentation (Markdown)
     media: str = "application/json"  # the content type of a successful answer
+    message: bool = False  # its body carries a message: at most --max-frame bytes
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,9 +58,17 @@ class Route:
 
 
 class Router:
-    def __init__(self, routes: Sequence[Route], api_key: str) -> None:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        api_key: str,
+        limits: Limits | None = None,
+        max_frame: int = 0,
+    ) -> None:
         self.routes = list(routes)
         self._api_key = api_key.encode()
+        self._limits = limits  # None: no rate limit per key
+        self._max_frame = max_frame  # 0: no limit of its own (aiohttp's body limit)
         self._exact = {(r.method, r.path): r for r in self.routes if "{" not in r.path}
         self._outage = OutageLog(log)
 
@@ -92,6 +102,21 @@ class Router:
             route, params = self.find(request.method, request.path)
             if route.api_key:
                 self.authorize(request)
+                if self._limits is not None:
+                    wait = self._limits.api_request(self._api_key.decode())
+                    if wait:
+                        response = error_response(
+                            ErrorCode.TOO_MANY, "too many requests for this API key: slow down"
+                        )
+                        response.headers["Retry-After"] = retry_after(wait)
+                        return response
+            if route.message and self._max_frame:
+                size = len(await request.read())  # read already, in time, by the gateway
+                if size > self._max_frame:
+                    raise ImError(
+                        ErrorCode.TOO_LARGE,
+                        f"a message of {size} bytes is over the limit of {self._max_frame}",
+                    )
             return await route.handler(request, params)
         except ImError as exc:
             return error_response(exc.code, exc.reason)

@@ -19,6 +19,7 @@ class ErrorCode(IntEnum):
     TIMEOUT = 408  # no login in time, or idle for too long
     TOO_LARGE = 413  # frame over the configured limit
     SLOW_CONSUMER = 429  # the connection did not read what it was sent
+    TOO_MANY = 429  # over a rate or connection limit: nothing was done, try again later
     INTERNAL = 500  # storage failed: nothing was stored, retry with the same msgIdClient
     SHUTTING_DOWN = 503  # the server is stopping: reconnect later
 

@@ -31,6 +31,7 @@ from imhub.service.auth import TokenAuthority
 from imhub.service.crossnode import CrossNode
 from imhub.service.delivery import backlog_message, notice_message
 from imhub.service.history import read_size
+from imhub.service.limits import Limits
 from imhub.service.reads import unread_list
 from imhub.service.sessions import Session, SessionRegistry
 from imhub.storage.conversations import messages_between
@@ -53,6 +54,7 @@ class LoginService:
         claim: ClaimOnLogin,
         max_frame: int = 64 * 1024,
         cluster: CrossNode | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._engine = engine
         self._writer = writer
@@ -61,6 +63,7 @@ class LoginService:
         self._claim = claim
         self._max_frame = max_frame  # the largest message storage can hold
         self._cluster = cluster  # None: one process
+        self._limits = limits  # None: no limit of connections per user
 
     async def login(self, session: Session, msg: ImMsg) -> None:
         if session.user_id is not None:
@@ -68,6 +71,11 @@ class LoginService:
         if not msg.token:
             raise ImError(ErrorCode.UNAUTHORIZED, "token is required", close=True)
         user_id, expires = self._auth.verify(msg.token)  # whether the user exists: the writer
+        if self._limits is not None:
+            self._uncount(session)  # a login that failed before (it stays counted once)
+            if not self._limits.join_user(user_id):
+                raise ImError(ErrorCode.TOO_MANY, "too many connections of this user", close=True)
+            session.counted = user_id
         session.client_type = msg.from_client_type or 0
         session.expires = expires
         session.hold()
@@ -96,6 +104,7 @@ class LoginService:
         except ImError:  # refused (an unknown user): it never joined, nothing was held for it
             session.release_held()
             session.expires = None
+            self._uncount(session)
             raise
         except BaseException:
             session.close()
@@ -179,8 +188,14 @@ class LoginService:
         """The connection is gone: its presence goes with it."""
         session.gone()
         self._registry.remove(session)
+        self._uncount(session)
         if self._cluster is not None:
             self._cluster.closed(session)
+
+    def _uncount(self, session: Session) -> None:
+        if session.counted is not None and self._limits is not None:
+            self._limits.leave_user(session.counted)
+        session.counted = None
 
 
 async def _taken(session: Session) -> None:

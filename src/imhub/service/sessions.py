@@ -16,11 +16,13 @@ from typing import Any, Protocol
 from imhub.protocol import codec
 from imhub.protocol.errors import ErrorCode
 from imhub.protocol.messages import ImMsg
+from imhub.service.limits import ConnBudget
 
 NOTHING_ENTERED: frozenset[int] = frozenset()
 
 
 END_WITHIN = 10.0  # s: how long an ended session waits for the answers to its sends
+CATCHING_UP = "too much arrived while catching up: sync again"  # why a slow one is dropped
 
 
 class Outlet(Protocol):
@@ -95,9 +97,11 @@ class InFlight:
 class Session:
     __slots__ = (
         "ahead",
+        "budget",
         "client_type",
         "closed",
         "conn_id",
+        "counted",
         "ended",
         "ending",
         "entered",
@@ -148,6 +152,10 @@ class Session:
         # itself: it gets no copy, but the floor passes it.
         self.ahead: dict[int, dict[int, bytes | None]] | None = None
         self.on_gap: Callable[[Session, int], None] | None = None
+        # Its message rate limit (``service.limits``), made with its first message.
+        self.budget: ConnBudget | None = None
+        # The user it counts as a connection of (``Limits.join_user``), until it closes.
+        self.counted: int | None = None
 
     def deliver(self, conv: int, seq: int, payload: bytes | None) -> None:
         """Write a live message of a conversation, once, in sequence order (``payload`` None:
@@ -233,11 +241,7 @@ class Session:
             # asked for the next sync page): drop it rather than keep more than the limit;
             # everything is stored, and the client catches up by sync. (The gateway logs the
             # close, with the reason.)
-            self.end(
-                ErrorCode.SLOW_CONSUMER,
-                "too much arrived while catching up: sync again",
-                answer_first=False,
-            )
+            self.end(ErrorCode.SLOW_CONSUMER, CATCHING_UP, answer_first=False)
 
     def hold(self) -> None:
         if self.held is None:

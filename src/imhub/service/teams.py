@@ -71,6 +71,13 @@ class TeamService:
         members = tuple(dict.fromkeys(member_ids or ()))
         if op in (MsgType.TEAM_ADD, MsgType.TEAM_REMOVE) and not members:
             raise ImError(ErrorCode.BAD_REQUEST, "memberIds is required")
+        # Over the group size: refused before any work (storage checks again, against the
+        # members the group has when the change is applied).
+        most = self._apply.max_members
+        if op == MsgType.TEAM_CREATE and len({actor, *members}) > most:
+            raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {most} members")
+        if op == MsgType.TEAM_ADD and len(members) >= most:
+            raise ImError(ErrorCode.CONFLICT, f"group full: at most {most} members")
         if op == MsgType.TEAM_CREATE:
             others = [u for u in members if u != actor]
             if len(others) == 1:  # as the seed's createTeamChat: a pair is a one-to-one chat

@@ -146,9 +146,10 @@ CREATE, ADD, REMOVE, LEAVE, RENAME, DISMISS = 16, 17, 18, 19, 20, 21
 class ApplyTeamOps:
     """Writer kind: create, add, remove, leave, rename, dissolve; each also posts an event."""
 
-    def __init__(self, teams: Teams, sequences: Sequences) -> None:
+    def __init__(self, teams: Teams, sequences: Sequences, max_members: int = MAX_MEMBERS) -> None:
         self._teams = teams
         self._seqs = sequences
+        self.max_members = max_members  # --max-group
 
     def rows(self, items: Sequence[TeamOp], into: Rows) -> None:
         """Shared databases: the group's row, which holds its member rows (a new group's row
@@ -182,8 +183,8 @@ class ApplyTeamOps:
             if unknown:
                 raise ImError(ErrorCode.NOT_FOUND, unknown_users(unknown))
             new = tuple(u for u in dict.fromkeys(op.member_ids) if u not in info.members)
-            if len(info.members) + len(new) > MAX_MEMBERS:
-                raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
+            if len(info.members) + len(new) > self.max_members:
+                raise ImError(ErrorCode.CONFLICT, f"group full: at most {self.max_members} members")
             if not new:
                 return TeamChanged(info, None)  # all of them are members already
             seq = await self._seqs.next(conn, -info.team_id)
@@ -243,8 +244,8 @@ class ApplyTeamOps:
         unknown = set(members) - names.keys()
         if unknown:
             raise ImError(ErrorCode.NOT_FOUND, unknown_users(unknown))
-        if len(members) > MAX_MEMBERS:
-            raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {MAX_MEMBERS} members")
+        if len(members) > self.max_members:
+            raise ImError(ErrorCode.BAD_REQUEST, f"a group has at most {self.max_members} members")
         team_id = (
             await conn.execute(
                 insert(team_t)
