@@ -49,6 +49,9 @@ _HELP = {
     "shutdown_grace": "Seconds a SIGTERM may take to finish the work read before it exits.",
     "cluster": "Redis URL (redis://host:port/0): run as one node of a cluster.",
     "workers": "Processes sharing the port (SO_REUSEPORT); more than 1 needs --cluster.",
+    "tls_cert": "PEM certificate (chain) file: TLS on the same port; needs --tls-key.",
+    "tls_key": "PEM private key file of --tls-cert.",
+    "tls_only": "Refuse plain connections: TLS (tcps://, https://, wss://) only.",
 }
 
 
@@ -141,7 +144,12 @@ def serve(config: Config, reuse_port: bool) -> None:
         raise SystemExit(asyncio.run(Workers(config, argv).run()))
 
     from imhub.app import serve as run
+    from imhub.gateway.tls import server_context
 
+    try:  # unreadable or mismatched files stop the server here, not at the first client
+        server_context(config)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
     uvloop.run(run(config, reuse_port=reuse_port))
 
 

@@ -61,6 +61,9 @@ class Config:
     shutdown_grace: NonNegative = 10.0  # seconds a SIGTERM may take before connections are cut
     cluster: str = ""  # redis://host:port/db: this process is a node of a cluster
     workers: Positive = 1  # processes sharing the port (more than 1 needs cluster)
+    tls_cert: str = ""  # PEM certificate chain: TLS on the same port (with tls_key)
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_only: bool = False  # refuse plain connections (needs tls_cert and tls_key)
 
     @property
     def db_url(self) -> str:
@@ -109,7 +112,12 @@ def load(
                 raise ConfigError(f"unknown option {key!r}")
             values[key] = check(key, value, f"--{key.replace('_', '-')}", strict=False)
             sources[key] = "flag"
-    return Loaded(Config(**values), sources)
+    config = Config(**values)
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: give both or neither")
+    if config.tls_only and not config.tls_cert:
+        raise ConfigError("tls_only needs tls_cert and tls_key")
+    return Loaded(config, sources)
 
 
 def read_file(path: Path) -> dict[str, Any]:
