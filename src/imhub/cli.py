@@ -262,7 +262,15 @@ def demo(config: Config) -> None:
     "--server",
     default="tcp://127.0.0.1:9000",
     show_default=True,
-    help="tcp://HOST:PORT, or ws://HOST:PORT/ws.",
+    help="tcp://HOST:PORT, ws://HOST:PORT/ws, or over TLS tcps:// or wss://HOST:PORT/ws.",
+)
+@click.option(
+    "--ca",
+    "ca_file",
+    envvar="IMHUB_CA",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM file of the CA (or certificate) to trust for tcps:// and wss:// "
+    "(default: the system's CAs).",
 )
 @click.option("--token", envvar="IMHUB_TOKEN", help="A login token.")
 @click.option(
@@ -281,7 +289,12 @@ def demo(config: Config) -> None:
 )
 @click.option("--token-secret", envvar="IMHUB_TOKEN_SECRET", default="", help="For --user.")
 def chat(
-    server: str, token: str | None, user_id: int | None, data_dir: str, token_secret: str
+    server: str,
+    ca_file: str | None,
+    token: str | None,
+    user_id: int | None,
+    data_dir: str,
+    token_secret: str,
 ) -> None:
     """An interactive terminal chat."""
     from imhub.chat import main as run_chat
@@ -292,4 +305,9 @@ def chat(
             raise click.UsageError("give --token, or --user with the local server's secret")
         config = with_secrets(Config(data_dir=Path(data_dir), token_secret=token_secret))
         token = TokenAuthority(config.token_secret).mint(user_id)
-    run_chat(server, token)
+    context = None
+    if ca_file is not None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=ca_file)
+    run_chat(server, token, context)

@@ -13,35 +13,18 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import trustme
 import websockets
 from click.testing import CliRunner
 
 from imhub.cli import main
 from imhub.client import ImClient
+from tests.client.test_terminal import terminal
 from tests.databases import Databases
 from tests.e2e.test_bad_input import WatchedServer
 from tests.helpers import API_KEY, TIMEOUT, Client, ServerProcess, TcpClient, WsClient
+from tests.tls import Certs
 
 LOGIN_TIMEOUT = 3.0  # the servers' here: it bounds a handshake too
-
-
-class Certs:
-    """A throw-away CA and a certificate for localhost and 127.0.0.1, in files."""
-
-    def __init__(self, folder: Path) -> None:
-        self.ca = trustme.CA()
-        issued = self.ca.issue_cert("localhost", "127.0.0.1")
-        self.cert = folder / "cert.pem"
-        self.key = folder / "key.pem"
-        self.ca_file = folder / "ca.pem"
-        self.cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
-        issued.private_key_pem.write_to_path(str(self.key))
-        self.ca.cert_pem.write_to_path(str(self.ca_file))
-
-    def client_context(self) -> ssl.SSLContext:
-        """A client's context that trusts the CA and checks the host name."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +121,19 @@ async def test_python_client_over_tcps_and_wss(tls_server: WatchedServer, certs:
     finally:
         for client in clients:
             await client.close()
+
+
+def test_the_terminal_client_trusts_a_ca_file(tls_server: WatchedServer, certs: Certs) -> None:
+    alice, bob = tls_server.add_user_blocking("alice"), tls_server.add_user_blocking("bob")
+    address = f"tcps://localhost:{tls_server.port}"
+    a = terminal(tls_server, address, alice, "--ca", str(certs.ca_file))
+    try:
+        a.sendline(f"/open user {bob}")
+        a.expect(r"opened chat (\d+) with user")
+        a.sendline("hello over tcps")
+        a.expect("sent #1")
+    finally:
+        a.terminate(force=True)
 
 
 async def test_a_client_checks_the_host_name(tls_server: WatchedServer, certs: Certs) -> None:
