@@ -8,7 +8,7 @@ import asyncio
 import os
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -121,6 +121,41 @@ async def test_python_client_over_tcps_and_wss(tls_server: WatchedServer, certs:
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_a_tls_reader_that_never_reads_is_dropped(
+    make_server: Callable[..., ServerProcess], certs: Certs
+) -> None:
+    """The outbound bound counts what waits inside the TLS layer too: a TLS peer that takes
+    nothing is dropped, not buffered without end, and its messages wait in storage."""
+    srv = make_server(max_outbound=64 * 1024, tls_cert=certs.cert, tls_key=certs.key)
+    _, a = await srv.online("alice")
+    bob = await srv.add_user("bob")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", srv.port))
+    slow = TcpClient(
+        *await asyncio.open_connection(
+            sock=sock, ssl=certs.client_context(), server_hostname="localhost"
+        )
+    )
+    await slow.login(srv.token(bob))
+    body = "x" * 5000
+    for i in range(1500):  # 7.5 MB: more than the socket buffers and the allowance together
+        await a.send({"msgType": 3, "toUserId": bob, "msgIdClient": f"m{i}", "body": body})
+    answers = [await a.expect(4) for _ in range(1500)]
+    assert len({x["msgIdServer"] for x in answers}) == 1500
+    got = 0
+    with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+        while True:  # what it was sent before the drop, then the end (not a timeout)
+            got += (await slow.recv(timeout=TIMEOUT * 2))["msgType"] == 7
+    assert got < 1500
+    b = await tls_tcp(srv.port, certs.client_context())
+    await b.send({"msgType": 1, "token": srv.token(bob), "backlog": False})  # no 7.5 MB
+    login = await b.expect(1)
+    assert login["unread"][0]["count"] == 1500
+    for client in (a, b, slow):
+        await client.close()
 
 
 def test_the_terminal_client_trusts_a_ca_file(tls_server: WatchedServer, certs: Certs) -> None:

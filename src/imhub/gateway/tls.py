@@ -23,7 +23,8 @@ NO_TLS_ALERT = bytes((0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x28))
 
 def server_context(config: Config) -> ssl.SSLContext | None:
     """The context of ``tls_cert`` and ``tls_key``, or None without them. TLS 1.2 at least,
-    the ssl module's default ciphers. Raises ``ConfigError`` naming the file at fault."""
+    the ssl module's server defaults (its ciphers, no compression), no renegotiation.
+    Raises ``ConfigError`` naming the file at fault."""
     if not config.tls_cert and not config.tls_key:
         return None
     for key in ("tls_cert", "tls_key"):
@@ -37,6 +38,8 @@ def server_context(config: Config) -> ssl.SSLContext | None:
             raise ConfigError(f"{key} {path}: cannot read it: {exc.strerror}") from None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A TLS 1.2 client may ask for renegotiations, each a handshake's CPU: refused.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
         context.load_cert_chain(config.tls_cert, config.tls_key)
     except ssl.SSLError as exc:
