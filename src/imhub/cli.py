@@ -126,6 +126,12 @@ def serve(config: Config, reuse_port: bool) -> None:
 
     import uvloop
 
+    from imhub.gateway.tls import server_context
+
+    try:  # unreadable or mismatched files stop the server here, not at the first client
+        server_context(config)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
     if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
         raise click.UsageError(
             "configuration: cluster and workers > 1 need a database that several "
@@ -144,12 +150,6 @@ def serve(config: Config, reuse_port: bool) -> None:
         raise SystemExit(asyncio.run(Workers(config, argv).run()))
 
     from imhub.app import serve as run
-    from imhub.gateway.tls import server_context
-
-    try:  # unreadable or mismatched files stop the server here, not at the first client
-        server_context(config)
-    except ConfigError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
     uvloop.run(run(config, reuse_port=reuse_port))
 
 

@@ -213,6 +213,34 @@ async def test_bad_and_unfinished_handshakes_are_closed_quietly(
     await client.close()
 
 
+def garbage_after_handshake(port: int, context: ssl.SSLContext) -> bytes:
+    """Complete a handshake, then write a bad TLS record on the raw socket (a forged or
+    corrupted one); what the server still sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        tls = context.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=True)
+        tls.sendall(b"\x00")  # the first byte of a frame: the server sniffs TCP frames
+        raw_again = socket.socket(fileno=os.dup(tls.fileno()))
+        with raw_again:
+            raw_again.settimeout(TIMEOUT)
+            raw_again.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))  # a forged record
+            got = b""
+            try:
+                while chunk := raw_again.recv(65536):
+                    got += chunk
+            except ConnectionError:
+                pass
+        tls.close()
+        return got
+
+
+async def test_a_forged_record_after_the_handshake_is_closed_quietly(
+    tls_server: WatchedServer, certs: Certs
+) -> None:
+    await asyncio.to_thread(garbage_after_handshake, tls_server.port, certs.client_context())
+    status, _ = await tls_server.call("GET", "/healthz")  # still serving; the log is checked
+    assert status == 200
+
+
 async def test_a_tls_client_to_a_plain_server_fails_its_handshake(
     server: ServerProcess,
 ) -> None:
