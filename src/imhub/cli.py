@@ -150,6 +150,7 @@ def serve(config: Config, reuse_port: bool) -> None:
         raise SystemExit(asyncio.run(Workers(config, argv).run()))
 
     from imhub.app import serve as run
+
     uvloop.run(run(config, reuse_port=reuse_port))
 
 
