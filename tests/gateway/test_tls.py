@@ -36,7 +36,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 def tls_server(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, certs: Certs
 ) -> Iterator[WatchedServer]:
-    """A server with TLS and plain on one port, whose log must stay free of tracebacks."""
+    """A server with TLS and plain on one port, whose log must stay free of tracebacks. Its
+    certificate names localhost and 127.0.0.1: clients check one or the other."""
     proc = WatchedServer(
         tmp_path_factory.mktemp("tls"),
         databases,
@@ -87,7 +88,7 @@ async def test_http_api_and_browser_client_over_https(
     tls_server: WatchedServer, certs: Certs
 ) -> None:
     connector = aiohttp.TCPConnector(ssl=certs.client_context())
-    base = f"https://localhost:{tls_server.port}"
+    base = f"https://127.0.0.1:{tls_server.port}"
     async with aiohttp.ClientSession(connector=connector) as http:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with http.post(base + "/api/v1/users", json={"username": "h"}, headers=headers) as r:
@@ -105,10 +106,10 @@ async def test_python_client_over_tcps_and_wss(tls_server: WatchedServer, certs:
     port = tls_server.port
     clients = [
         ImClient(
-            f"tcps://localhost:{port}", tls_server.token(a), ssl_context=certs.client_context()
+            f"tcps://127.0.0.1:{port}", tls_server.token(a), ssl_context=certs.client_context()
         ),
         ImClient(
-            f"wss://localhost:{port}/ws", tls_server.token(b), ssl_context=certs.client_context()
+            f"wss://127.0.0.1:{port}/ws", tls_server.token(b), ssl_context=certs.client_context()
         ),
     ]
     try:
@@ -160,7 +161,7 @@ async def test_a_tls_reader_that_never_reads_is_dropped(
 
 def test_the_terminal_client_trusts_a_ca_file(tls_server: WatchedServer, certs: Certs) -> None:
     alice, bob = tls_server.add_user_blocking("alice"), tls_server.add_user_blocking("bob")
-    address = f"tcps://localhost:{tls_server.port}"
+    address = f"tcps://127.0.0.1:{tls_server.port}"
     a = terminal(tls_server, address, alice, "--ca", str(certs.ca_file))
     try:
         a.sendline(f"/open user {bob}")
@@ -288,7 +289,7 @@ async def add_user_https(port: int, certs: Certs) -> int:
     async with (
         aiohttp.ClientSession(connector=connector) as http,
         http.post(
-            f"https://localhost:{port}/api/v1/users", json={"username": "t"}, headers=headers
+            f"https://127.0.0.1:{port}/api/v1/users", json={"username": "t"}, headers=headers
         ) as r,
     ):
         assert r.status == 201, await r.text()
