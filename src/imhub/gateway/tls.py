@@ -14,6 +14,9 @@ import asyncio.sslproto
 import ssl
 from typing import Any
 
+import uvloop
+import uvloop.loop
+
 from imhub.config import Config, ConfigError
 
 # A fatal TLS alert record (handshake_failure), the answer to a ClientHello on a server without
@@ -64,16 +67,17 @@ def start_tls(
     was read from it already."""
     loop = asyncio.get_running_loop()
     factory: Any = asyncio.sslproto.SSLProtocol
-    try:
-        import uvloop
-        import uvloop.loop
-
-        if isinstance(loop, uvloop.Loop):
-            factory = uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        pass
+    if isinstance(loop, uvloop.Loop):
+        factory = uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
+    # The handshake, and the exchange of close_notify at the end, within the login timeout.
     tls = factory(
-        loop, app_protocol, context, None, server_side=True, ssl_handshake_timeout=timeout
+        loop,
+        app_protocol,
+        context,
+        None,
+        server_side=True,
+        ssl_handshake_timeout=timeout,
+        ssl_shutdown_timeout=timeout,
     )
     transport.set_protocol(tls)
     tls.connection_made(transport)
