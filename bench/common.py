@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
 import sqlite3
+import ssl
 import struct
 import subprocess
 import sys
@@ -125,17 +127,24 @@ class WsConn(Conn):
         return head + b"\0\0\0\0" + data
 
 
+@functools.cache
+def client_tls() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=os.environ["BENCH_TLS_CA"])
+
+
 async def connect(
     transport: str,
     port: int,
     on_msg: Callable[[dict[str, Any]], None],
     local_host: str | None = None,
 ) -> Conn:
-    """A ready connection (``tcp`` or ``ws``), optionally from another loopback address."""
-    kind = WsConn if transport == "ws" else Conn
+    """A ready connection (``tcp``, ``ws``, or over TLS ``tcps``, ``wss``: trusting the CA in
+    ``BENCH_TLS_CA``), optionally from another loopback address."""
+    kind = WsConn if transport in ("ws", "wss") else Conn
     local = (local_host, 0) if local_host else None
+    tls = client_tls() if transport in ("tcps", "wss") else None
     _, conn = await asyncio.get_running_loop().create_connection(
-        lambda: kind(on_msg), "127.0.0.1", port, local_addr=local
+        lambda: kind(on_msg), "127.0.0.1", port, local_addr=local, ssl=tls
     )
     await conn.ready
     return conn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import ssl
 from dataclasses import dataclass, field
 
 from prompt_toolkit import PromptSession
@@ -177,8 +178,8 @@ class ChatUi:
         return "me" if user_id == self.client.user_id else f"user {user_id}"
 
 
-async def run_chat(server: str, token: str) -> None:
-    client = ImClient(server, token, client_type=ClientType.PC)
+async def run_chat(server: str, token: str, ssl_context: ssl.SSLContext | None = None) -> None:
+    client = ImClient(server, token, client_type=ClientType.PC, ssl_context=ssl_context)
     ui = ChatUi(client)
     client.add_listener(ui.show)
     session: PromptSession[str] = PromptSession()
@@ -205,8 +206,8 @@ async def run_chat(server: str, token: str) -> None:
                 print(f"error: {exc}")
 
 
-def main(server: str, token: str) -> None:
+def main(server: str, token: str, ssl_context: ssl.SSLContext | None = None) -> None:
     import uvloop
 
-    uvloop.run(run_chat(server, token))
+    uvloop.run(run_chat(server, token, ssl_context))
     asyncio.set_event_loop_policy(None)

@@ -62,6 +62,9 @@ _HELP = {
     "api_burst": "HTTP API requests at once per API key, above the rate.",
     "max_group": "Members of one group.",
     "limit_exempt": "Addresses the per-address limits skip (a proxy), space-separated.",
+    "tls_cert": "PEM certificate (chain) file: TLS on the same port; needs --tls-key.",
+    "tls_key": "PEM private key file of --tls-cert.",
+    "tls_only": "Refuse plain connections: TLS (tcps://, https://, wss://) only.",
 }
 
 
@@ -136,6 +139,12 @@ def serve(config: Config, reuse_port: bool) -> None:
 
     import uvloop
 
+    from imhub.gateway.tls import server_context
+
+    try:  # unreadable or mismatched files stop the server here, not at the first client
+        server_context(config)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
     if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
         raise click.UsageError(
             "configuration: cluster and workers > 1 need a database that several "
@@ -267,7 +276,15 @@ def demo(config: Config) -> None:
     "--server",
     default="tcp://127.0.0.1:9000",
     show_default=True,
-    help="tcp://HOST:PORT, or ws://HOST:PORT/ws.",
+    help="tcp://HOST:PORT, ws://HOST:PORT/ws, or over TLS tcps:// or wss://HOST:PORT/ws.",
+)
+@click.option(
+    "--ca",
+    "ca_file",
+    envvar="IMHUB_CA",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM file of the CA (or certificate) to trust for tcps:// and wss:// "
+    "(default: the system's CAs).",
 )
 @click.option("--token", envvar="IMHUB_TOKEN", help="A login token.")
 @click.option(
@@ -286,7 +303,12 @@ def demo(config: Config) -> None:
 )
 @click.option("--token-secret", envvar="IMHUB_TOKEN_SECRET", default="", help="For --user.")
 def chat(
-    server: str, token: str | None, user_id: int | None, data_dir: str, token_secret: str
+    server: str,
+    ca_file: str | None,
+    token: str | None,
+    user_id: int | None,
+    data_dir: str,
+    token_secret: str,
 ) -> None:
     """An interactive terminal chat."""
     from imhub.chat import main as run_chat
@@ -297,4 +319,9 @@ def chat(
             raise click.UsageError("give --token, or --user with the local server's secret")
         config = with_secrets(Config(data_dir=Path(data_dir), token_secret=token_secret))
         token = TokenAuthority(config.token_secret).mint(user_id)
-    run_chat(server, token)
+    context = None
+    if ca_file is not None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=ca_file)
+    run_chat(server, token, context)

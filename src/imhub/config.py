@@ -75,6 +75,9 @@ class Config:
     api_burst: Positive = 5000
     max_group: Positive = 20_000  # members of one group
     limit_exempt: str = "127.0.0.1 ::1"  # addresses the per-address limits do not apply to
+    tls_cert: str = ""  # PEM certificate chain: TLS on the same port (with tls_key)
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_only: bool = False  # refuse plain connections (needs tls_cert and tls_key)
 
     @property
     def db_url(self) -> str:
@@ -123,7 +126,12 @@ def load(
                 raise ConfigError(f"unknown option {key!r}")
             values[key] = check(key, value, f"--{key.replace('_', '-')}", strict=False)
             sources[key] = "flag"
-    return Loaded(Config(**values), sources)
+    config = Config(**values)
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: give both or neither")
+    if config.tls_only and not config.tls_cert:
+        raise ConfigError("tls_only needs tls_cert and tls_key")
+    return Loaded(config, sources)
 
 
 def read_file(path: Path) -> dict[str, Any]:

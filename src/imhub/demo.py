@@ -38,7 +38,8 @@ def link(config: Config, user_id: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     token = TokenAuthority(config.token_secret).mint(user_id, LINK_TTL)
-    return f"http://{host}:{config.port}/#token={token}"
+    scheme = "https" if config.tls_cert else "http"
+    return f"{scheme}://{host}:{config.port}/#token={token}"
 
 
 def report(config: Config, users: list[UserRow], created: bool) -> str:

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import TIMEOUT, ServerProcess
 
 
-def terminal(server: ServerProcess, address: str, user: int) -> pexpect.spawn:
+def terminal(server: ServerProcess, address: str, user: int, *extra: str) -> pexpect.spawn:
     env = {
         **os.environ,
         "IMHUB_DATA_DIR": str(server.data_dir),
@@ -21,7 +21,7 @@ def terminal(server: ServerProcess, address: str, user: int) -> pexpect.spawn:
     }
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "imhub", "chat", "--server", address, "--user", str(user)],
+        ["-m", "imhub", "chat", "--server", address, "--user", str(user), *extra],
         env=env,
         encoding="utf-8",
         timeout=TIMEOUT * 2,

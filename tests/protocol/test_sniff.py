@@ -25,3 +25,8 @@ def test_ws_frame_header_lengths() -> None:
     assert ws_frame_header(126) == b"\x81\x7e\x00\x7e"
     assert ws_frame_header(65535) == b"\x81\x7e\xff\xff"
     assert ws_frame_header(65536) == b"\x81\x7f" + struct.pack(">Q", 65536)
+
+
+def test_a_tls_client_hello_is_tls() -> None:
+    hello = bytes((0x16, 0x03, 0x01, 0x02, 0x00, 0x01))  # a handshake record: ClientHello
+    assert sniff(hello[:1]) is Wire.TLS

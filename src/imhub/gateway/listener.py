@@ -1,23 +1,36 @@
 """The one-port listener: looks at a connection's first byte and hands the live transport to
 aiohttp's HTTP server (API, browser client, WebSocket upgrade) or to our TCP frame protocol,
-passing along the bytes already read."""
+passing along the bytes already read. A TLS ClientHello gets the TLS handshake first, then a
+listener of its own inside TLS that looks at the first byte of the plaintext the same way."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, cast
 
+from imhub.gateway.tls import NO_TLS_ALERT, start_tls
+from imhub.protocol import codec
+from imhub.protocol.errors import ErrorCode
+from imhub.protocol.framing import encode_frame
 from imhub.protocol.sniff import Wire, sniff
 
 if TYPE_CHECKING:
     from imhub.gateway.server import Gateway
 
+# The answer to a plain TCP frame connection when the server takes TLS only.
+TLS_REQUIRED = encode_frame(
+    codec.encode(
+        codec.error_msg(ErrorCode.FORBIDDEN, "this server takes TLS connections only: tcps://")
+    )
+)
+
 
 class SniffProtocol(asyncio.Protocol):
-    __slots__ = ("_gateway", "_timer", "_transport")
+    __slots__ = ("_gateway", "_secure", "_timer", "_transport")
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, secure: bool = False) -> None:
         self._gateway = gateway
+        self._secure = secure  # inside TLS
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -36,8 +49,29 @@ class SniffProtocol(asyncio.Protocol):
             return
         if self._timer is not None:
             self._timer.cancel()
+        gateway = self._gateway
+        if wire is Wire.TLS:
+            if self._secure:  # a handshake record inside TLS: no protocol of ours
+                wire = Wire.FRAMES
+            elif gateway.tls is None:
+                self._transport.write(NO_TLS_ALERT)
+                self._transport.close()
+                return
+            else:
+                start_tls(
+                    self._transport,
+                    data,
+                    SniffProtocol(gateway, secure=True),
+                    gateway.tls,
+                    gateway.config.login_timeout,
+                )
+                return
+        if wire is Wire.FRAMES and gateway.config.tls_only and not self._secure:
+            self._transport.write(TLS_REQUIRED)
+            self._transport.close()
+            return
         protocol: asyncio.Protocol = (
-            self._gateway.http_protocol() if wire is Wire.HTTP else self._gateway.tcp_protocol()
+            gateway.http_protocol() if wire is Wire.HTTP else gateway.tcp_protocol()
         )
         self._transport.set_protocol(protocol)
         protocol.connection_made(self._transport)

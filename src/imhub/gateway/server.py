@@ -21,6 +21,7 @@ from imhub.gateway.http import HttpConnection
 from imhub.gateway.listener import SniffProtocol
 from imhub.gateway.outlet import FrameOutlet
 from imhub.gateway.tcp import TcpConnection
+from imhub.gateway.tls import server_context
 from imhub.gateway.websocket import serve_websocket
 from imhub.http.responses import error_response
 from imhub.logs import AccessLogger, LogLimiter
@@ -57,6 +58,7 @@ class Gateway:
         self._on_close = on_close
         self._http_handler = http_handler
         self.metrics = metrics
+        self.tls = server_context(config)  # None: plain only
         self.reuse_port = False  # a worker of `--workers`: the port is shared (SO_REUSEPORT)
         self._msgs_in = metrics.msgs_in
         self.sessions: set[Session] = set()
@@ -306,6 +308,8 @@ class Gateway:
         return response
 
     async def _answer_http(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self.config.tls_only and not request.secure:
+            return _tls_required(request)
         if request.path == "/ws":
             refused = _not_a_handshake(request)
             if refused is not None:
@@ -394,6 +398,17 @@ def _not_a_handshake(request: web.BaseRequest) -> web.StreamResponse | None:
         response.headers["Upgrade"] = "websocket"
         return response
     return None
+
+
+def _tls_required(request: web.BaseRequest) -> web.StreamResponse:
+    """A plain request to a server that takes TLS only: a page or a file is redirected to the
+    same address over https (as a browser would want); anything else is refused, since
+    following a redirect would send its body, maybe its key, in the clear once more."""
+    if request.method in ("GET", "HEAD") and request.path != "/ws":
+        response = web.StreamResponse(status=308)
+        response.headers["Location"] = f"https://{request.host}{request.path_qs}"
+        return response
+    return error_response(403, "this server takes TLS connections only: https:// or wss://")
 
 
 def _outlet(session: Session) -> FrameOutlet:
