@@ -316,3 +316,35 @@ def test_the_certificate_files_are_checked_at_start(tmp_path: Path, certs: Certs
     assert "not a PEM" in serve_fails(tmp_path, "--tls-cert", key, "--tls-key", key)
     (tmp_path / "imhub.toml").write_text(f'tls_cert = "{cert}"\n')
     assert "go together" in serve_fails(tmp_path, "--config", str(tmp_path / "imhub.toml"))
+
+
+async def test_tls_connections_leave_no_count_behind(
+    make_server: Callable[..., ServerProcess], certs: Certs
+) -> None:
+    """A connection is counted against the limits from its accept, and no longer once it is
+    closed: one whose handshake failed, and one that was served over TLS (a closed TLS
+    transport no longer tells its peer's address). Else closed ones would refuse everyone."""
+    srv = make_server(
+        max_connections=2, tls_cert=certs.cert, tls_key=certs.key, login_timeout=LOGIN_TIMEOUT
+    )
+    user_id = await srv.add_user("after")
+    for first in (b"\x16" + os.urandom(600), b"\x16\x03\x01\x00\x05hello") * 2:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(first)
+        await closed_by_server(reader)
+        writer.close()
+
+    async def served() -> TcpClient | None:  # once the server has seen the last close
+        try:
+            client = await tls_tcp(srv.port, certs.client_context())
+            await client.login(srv.token(user_id))
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            return None
+        return client
+
+    for _ in range(2):  # each closed before the next: 2 would take every place
+        async with asyncio.timeout(TIMEOUT):
+            client = await served()
+            while client is None:
+                client = await served()
+        await client.close()

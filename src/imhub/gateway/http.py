@@ -33,14 +33,14 @@ _QUOTED_BYTES = re.compile(r""":?\s*b['"]""")
 
 
 class HttpConnection(RequestHandler):
-    __slots__ = ("_limiter", "_quiet", "_release", "_stats", "upgraded")
+    __slots__ = ("_limiter", "_peer", "_quiet", "_release", "_stats", "upgraded")
 
     def __init__(
         self,
         manager: web.Server,
         limiter: LogLimiter,
         stats: Metrics,
-        release: Callable[[asyncio.BaseTransport], None],
+        release: Callable[[object], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
@@ -52,13 +52,13 @@ class HttpConnection(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._stats.opened[HTTP] += 1
+        self._peer = transport.get_extra_info("peername")
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self.upgraded:
             self._stats.closed[HTTP] += 1
-        if self.transport is not None:
-            self._release(self.transport)
+        self._release(self._peer)
         super().connection_lost(exc)
 
     def handle_error(

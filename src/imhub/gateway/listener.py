@@ -26,7 +26,7 @@ TLS_REQUIRED = encode_frame(
 
 
 class SniffProtocol(asyncio.Protocol):
-    __slots__ = ("_gateway", "_secure", "_timer", "_transport")
+    __slots__ = ("_gateway", "_peer", "_secure", "_timer", "_transport")
 
     def __init__(self, gateway: Gateway, secure: bool = False) -> None:
         self._gateway = gateway
@@ -35,6 +35,7 @@ class SniffProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
+        self._peer = transport.get_extra_info("peername")  # a TLS transport forgets it
         if not self._gateway.admit(transport):  # over a connection limit: nothing is read
             transport.abort()
             return
@@ -58,12 +59,14 @@ class SniffProtocol(asyncio.Protocol):
                 self._transport.close()
                 return
             else:
+                peer = self._peer
                 start_tls(
                     self._transport,
                     data,
                     SniffProtocol(gateway, secure=True),
                     gateway.tls,
                     gateway.config.login_timeout,
+                    lambda: gateway.release(peer),  # counted from accept; now gone
                 )
                 return
         if wire is Wire.FRAMES and gateway.config.tls_only and not self._secure:
@@ -80,4 +83,4 @@ class SniffProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._gateway.release(self._transport)
+        self._gateway.release(self._peer)

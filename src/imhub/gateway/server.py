@@ -297,9 +297,11 @@ class Gateway:
             log.warning("connection from %s refused: too many %s%s", peer, refused, more)
         return False
 
-    def release(self, transport: asyncio.BaseTransport) -> None:
-        """A connection admitted by ``admit`` is gone (called again: nothing happens)."""
-        self.limits.release(transport.get_extra_info("peername"))
+    def release(self, peer: object) -> None:
+        """The connection from ``peer`` (its ``peername`` when it was made: a closed TLS
+        transport no longer tells it) admitted by ``admit`` is gone; called again, nothing
+        happens."""
+        self.limits.release(peer)
 
     async def _route_http(self, request: web.BaseRequest) -> web.StreamResponse:
         response = await self._answer_http(request)

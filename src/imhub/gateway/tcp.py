@@ -40,6 +40,7 @@ class TcpConnection(asyncio.Protocol):
         "_inbox",
         "_loop",
         "_next",
+        "_peer",
         "_transport",
         "_writable",
         "_write_paused",
@@ -59,6 +60,7 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
+        self._peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         outlet = self._gateway.outlet(transport, frame_header, self.close)
         outlet.drain = self._writable
@@ -160,5 +162,5 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._writable.resume()
-        self._gateway.release(self._transport)
+        self._gateway.release(self._peer)
         self._gateway.close_session(self.session, TCP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -61,11 +62,20 @@ def start_tls(
     app_protocol: asyncio.BaseProtocol,
     context: ssl.SSLContext,
     timeout: float,
+    failed: Callable[[], None],
 ) -> None:
     """Make ``transport`` a server-side TLS connection whose plaintext goes to
     ``app_protocol`` (its ``connection_made`` comes after the handshake); ``first`` is what
-    was read from it already."""
+    was read from it already. ``failed`` runs when the connection ends before its handshake
+    completes: ``app_protocol`` then never hears of it (no ``connection_lost``)."""
     loop = asyncio.get_running_loop()
+    handshake: asyncio.Future[None] = loop.create_future()
+
+    def done(fut: asyncio.Future[None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            failed()
+
+    handshake.add_done_callback(done)
     factory: Any = asyncio.sslproto.SSLProtocol
     if isinstance(loop, uvloop.Loop):
         factory = uvloop.loop.SSLProtocol  # type: ignore[attr-defined]
@@ -74,7 +84,7 @@ def start_tls(
         loop,
         app_protocol,
         context,
-        None,
+        handshake,
         server_side=True,
         ssl_handshake_timeout=timeout,
         ssl_shutdown_timeout=timeout,
