@@ -87,6 +87,8 @@ EXPECT: dict[str, Spec] = {
     "GET /docs": None,
 }
 REFUSED = {"code": 401, "reason": "missing or wrong API key"}
+# Public routes outside the document (operations, the browser client): nothing of anyone.
+UNDOCUMENTED = ["/healthz", "/readyz", "/metrics", "/", "/app/main.js"]
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,8 @@ async def test_every_route_refuses_who_may_not(server: WatchedServer) -> None:
                 continue
             request, cases = spec
             for who, headers in intruders.items():
-                for unknown in (False, True):  # the same bytes whether the ids exist or not
+                # the same bytes whether the ids exist or not
+                for unknown in (False, True) if who == "no key" else (False,):
                     status, body = await call(
                         http, server, route, request, names_of(w, unknown), headers
                     )
@@ -201,6 +204,11 @@ async def test_every_route_refuses_who_may_not(server: WatchedServer) -> None:
                     if reason != answer["reason"].replace(str(w.chat), "N"):
                         failures.append(f"{route} on {case} tells it exists: {body!r} {other!r}")
             assert snapshot(server) == before, f"{route} changed something"
+        for path in UNDOCUMENTED:
+            async with http.get(server.url + path) as resp:
+                body = await resp.read()
+                if resp.status != 200 or any(x in body for x in (SECRET.encode(), b"mallory")):
+                    failures.append(f"GET {path} (public): {resp.status} {body[:200]!r}")
     assert not failures, "\n".join(failures)
     for client in w.online:  # nobody heard of any of it
         assert await client.silent(0.3)

@@ -228,6 +228,7 @@ async def fuzz_world(server: ServerProcess) -> Names:
     )
 
 
+@pytest.mark.timeout(SECONDS + 90)  # the run, and a loaded machine's start and drain
 async def test_fuzzing_the_server_loses_nothing_of_a_chatting_pair(server: WatchedServer) -> None:
     alice, a = await server.online("alice", "tcp")
     bob, b = await server.online("bob", "ws")
