@@ -10,7 +10,6 @@ the target of a destructive request (a delete of its users, a lying login as one
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -200,7 +199,7 @@ def ws_raw_stream(draw: st.DrawFn, n: Names) -> list[bytes]:
     frames = draw(st.lists(ws_frame(n), min_size=1, max_size=5))
     if draw(st.booleans()):
         login = json.dumps({"msgType": 1, "token": draw(st.sampled_from(n.tokens))}).encode()
-        key = os.urandom(4)
+        key = draw(MASK_KEY)
         frames.insert(0, bytes([0x81, 0x80 | len(login)]) + key + mask(login, key))
     stream = b"".join(frames)
     return [WS_HANDSHAKE, *split(stream, draw(st.lists(st.integers(0, len(stream)), max_size=4)))]
