@@ -37,6 +37,8 @@ TARGETS: dict[str, Callable[[World], dict[str, Any]]] = {
     "shared": lambda w: {"teamId": w.shared, "seq": w.shared_seq},
     # alice's message in alice and mallory's chat
     "their_chat": lambda w: {"chatId": w.their_chat, "seq": w.their_chat_seq},
+    # a group mallory was removed from, and mallory's own message in it from before
+    "former": lambda w: {"teamId": w.former, "seq": w.former_seq},
 }
 
 # Per message type: the fields of a request that would be done if allowed, and for each
@@ -48,26 +50,29 @@ EXPECT: dict[MsgType, Spec] = {
     MsgType.HEARTBEAT: ({}, {}),
     MsgType.LOGIN: ({"token": "<mallory>"}, {}),
     MsgType.LOGOUT: ({}, {}),
-    MsgType.CHAT: ({"toUserId": "<alice>", "body": f"{SECRET}?"}, {"team": 403}),
+    MsgType.CHAT: ({"toUserId": "<alice>", "body": f"{SECRET}?"}, {"team": 403, "former": 403}),
     MsgType.CHAT_ANSWER: ({}, SERVER_ONLY),
     MsgType.CHAT_ENTER: ({}, {"chat": 404, "team": 403}),
     MsgType.CHAT_QUIT: ({}, {"chat": OK, "team": OK}),  # per connection, stores nothing
     MsgType.NOTICE: ({"toUserId": "<alice>", "body": "n"}, {}),  # anyone may notify anyone
     MsgType.ERROR: ({}, SERVER_ONLY),
     MsgType.UNREAD: ({}, {}),
-    MsgType.RECALL: ({}, {"chat": 404, "team": 403, "shared": 403, "their_chat": 403}),
+    MsgType.RECALL: (
+        {},
+        {"chat": 404, "team": 403, "shared": 403, "their_chat": 403, "former": 403},
+    ),
     MsgType.SYNC: ({}, {"chat": REFUSED, "team": REFUSED}),
     MsgType.READ: ({}, {"chat": 404, "team": 403}),
     MsgType.RECEIPTS: ({"withReaders": True}, {"chat": 404, "team": 403}),
     MsgType.HISTORY: ({}, {"chat": 404, "team": 403}),
     MsgType.CONVS: ({}, {}),
     MsgType.TEAM_CREATE: ({"teamName": "mine", "memberIds": ["<alice>", "<bob>"]}, {}),
-    MsgType.TEAM_ADD: ({"memberIds": ["<mallory>"]}, {"team": 403, "shared": 403}),
-    MsgType.TEAM_REMOVE: ({"memberIds": ["<bob>"]}, {"team": 403, "shared": 403}),
-    MsgType.TEAM_LEAVE: ({}, {"team": 403}),
-    MsgType.TEAM_RENAME: ({"teamName": "pwned"}, {"team": 403}),
-    MsgType.TEAM_DISMISS: ({}, {"team": 403, "shared": 403}),
-    MsgType.TEAM_INFO: ({}, {"team": 403}),
+    MsgType.TEAM_ADD: ({"memberIds": ["<mallory>"]}, {"team": 403, "shared": 403, "former": 403}),
+    MsgType.TEAM_REMOVE: ({"memberIds": ["<bob>"]}, {"team": 403, "shared": 403, "former": 403}),
+    MsgType.TEAM_LEAVE: ({}, {"team": 403, "former": 403}),
+    MsgType.TEAM_RENAME: ({"teamName": "pwned"}, {"team": 403, "former": 403}),
+    MsgType.TEAM_DISMISS: ({}, {"team": 403, "shared": 403, "former": 403}),
+    MsgType.TEAM_INFO: ({}, {"team": 403, "former": 403}),
 }
 
 
@@ -127,7 +132,7 @@ async def mallory_online(server: ServerProcess, w: World, via: str) -> Client:
     await m.send({"msgType": 1, "token": server.token(w.mallory), "backlog": False})
     assert (await m.expect(1))["code"] == 0
     # Mallory has read what is hers, so that a sync naming nothing of hers sends nothing.
-    for where in ({"chatId": w.their_chat}, {"teamId": w.shared}):
+    for where in ({"chatId": w.their_chat}, {"teamId": w.shared}, {"teamId": w.former}):
         await m.send({"msgType": 5, **where})
         assert (await m.answer(5))["code"] == 0
     return m

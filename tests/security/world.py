@@ -38,6 +38,8 @@ class World:
     shared_seq: int  # alice's message in it
     their_chat: int  # alice and mallory's chat
     their_chat_seq: int  # alice's message in it
+    former: int  # alice's group mallory was removed from
+    former_seq: int  # mallory's own message in it, from before
     online: list[Client]  # alice and bob, online: they must hear nothing of mallory
 
 
@@ -54,6 +56,16 @@ async def build(server: ServerProcess) -> World:
         team = (await a.answer(16))["teamId"]
         said = await a.chat_team(team, f"t-{name}", f"{SECRET} in {name}")
         teams.append((team, said["seq"]))
+    # mallory says something in a group, and is removed from it
+    await a.send({"msgType": 16, "teamName": "former", "memberIds": [bob, mallory]})
+    former = (await a.answer(16))["teamId"]
+    m = await server.connect("tcp")
+    await m.login(server.token(mallory))
+    await m.send({"msgType": 3, "teamId": former, "msgIdClient": "f1", "body": "mine"})
+    mine = await m.next_of(lambda f: f["msgType"] == 4)
+    await m.close()
+    await a.send({"msgType": 18, "teamId": former, "memberIds": [mallory]})
+    await a.next_of(lambda f: f["msgType"] == 18 and "code" in f)
     # bob hears all of it; drain it so that what comes later is mallory's doing only
     while not await _quiet(b):
         continue
@@ -69,6 +81,8 @@ async def build(server: ServerProcess) -> World:
         shared_seq=teams[1][1],
         their_chat=their["chatId"],
         their_chat_seq=their["seq"],
+        former=former,
+        former_seq=mine["seq"],
         online=[a, b],
     )
 
