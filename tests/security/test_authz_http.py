@@ -32,6 +32,7 @@ Spec = tuple[dict[str, Any], Cases] | None
 TEAM_FIELDS = {"teamName": "pwned", "memberIds": ["<mallory>"]}
 NOT_MEMBER = ({"userId": "<mallory>", "teamId": "<team>"}, 403)
 NOT_OWNER = ({"userId": "<mallory>", "teamId": "<shared>"}, 403)
+NO_LONGER = ({"userId": "<mallory>", "teamId": "<former>"}, 403)  # removed from it
 EXPECT: dict[str, Spec] = {
     "POST /api/v1/users": ({"body": {"username": "intruder"}}, {}),
     "GET /api/v1/users": ({}, {}),
@@ -60,27 +61,27 @@ EXPECT: dict[str, Spec] = {
     ),
     "POST /api/v1/teams/add": (
         {"body": {"userId": "<mallory>", "teamId": "<team>", "memberIds": ["<mallory>"]}},
-        {"team": NOT_MEMBER, "shared": NOT_OWNER},
+        {"team": NOT_MEMBER, "shared": NOT_OWNER, "former": NO_LONGER},
     ),
     "POST /api/v1/teams/remove": (
         {"body": {"userId": "<mallory>", "teamId": "<team>", "memberIds": ["<bob>"]}},
-        {"team": NOT_MEMBER, "shared": NOT_OWNER},
+        {"team": NOT_MEMBER, "shared": NOT_OWNER, "former": NO_LONGER},
     ),
     "POST /api/v1/teams/leave": (
         {"body": {"userId": "<mallory>", "teamId": "<team>"}},
-        {"team": NOT_MEMBER},
+        {"team": NOT_MEMBER, "former": NO_LONGER},
     ),
     "POST /api/v1/teams/rename": (
         {"body": {"userId": "<mallory>", "teamId": "<team>", "teamName": "pwned"}},
-        {"team": NOT_MEMBER},
+        {"team": NOT_MEMBER, "former": NO_LONGER},
     ),
     "POST /api/v1/teams/dismiss": (
         {"body": {"userId": "<mallory>", "teamId": "<team>"}},
-        {"team": NOT_MEMBER, "shared": NOT_OWNER},
+        {"team": NOT_MEMBER, "shared": NOT_OWNER, "former": NO_LONGER},
     ),
     "POST /api/v1/teams/info": (
         {"body": {"userId": "<mallory>", "teamId": "<team>"}},
-        {"team": NOT_MEMBER},
+        {"team": NOT_MEMBER, "former": NO_LONGER},
     ),
     "GET /api/v1/teams/{teamId}": ({}, {}),
     "GET /api/v1/openapi.json": None,
@@ -134,6 +135,7 @@ def names_of(w: World, unknown: bool = False) -> dict[str, int]:
         "<chat>": w.chat,
         "<team>": w.team,
         "<shared>": w.shared,
+        "<former>": w.former,
     }
     return {k: UNKNOWN + i for i, k in enumerate(known)} if unknown else known
 
