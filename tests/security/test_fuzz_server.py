@@ -50,8 +50,12 @@ QUIET = 0.2  # the server has answered all it will when nothing more came for th
 
 @pytest.fixture
 def server(tmp_path: Any, databases: Databases) -> Iterator[WatchedServer]:
-    # A short login timeout: a request whose length lies is cut (408) within a second.
-    proc = WatchedServer(tmp_path / "fuzzed", databases, login_timeout=1)
+    # A short login timeout: a request whose length lies is cut (408) within a second. No
+    # limit on new connections or API requests: the fuzzer is after the parsers and handlers
+    # behind them (the limits have tests of their own).
+    proc = WatchedServer(
+        tmp_path / "fuzzed", databases, login_timeout=1, connect_rate=0, api_rate=0
+    )
     yield proc
     proc.stop()  # no traceback, error or warning in its log, to the end
 
