@@ -234,7 +234,7 @@ async def fuzz_world(server: ServerProcess) -> Names:
 @pytest.mark.timeout(SECONDS + 90)  # the run, and a loaded machine's start and drain
 # Each thread's hypothesis seeds the global random for its examples, and so sees the others
 # change it: harmless here (the examples' bytes come from hypothesis' own draws).
-@pytest.mark.filterwarnings("ignore:Do not use the `random` module:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module")
 async def test_fuzzing_the_server_loses_nothing_of_a_chatting_pair(server: WatchedServer) -> None:
     alice, a = await server.online("alice", "tcp")
     bob, b = await server.online("bob", "ws")
