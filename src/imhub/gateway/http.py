@@ -27,6 +27,7 @@ from aiohttp.web_protocol import RequestHandler
 from imhub.http.responses import error_response
 from imhub.logs import LogLimiter
 from imhub.metrics import HTTP, Metrics
+from imhub.protocol.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 _QUOTED_BYTES = re.compile(r""":?\s*b['"]""")
@@ -81,6 +82,14 @@ class HttpConnection(RequestHandler):
                 more = f" ({dropped} more not logged)" if dropped else ""
                 log.info("malformed HTTP request from %s: %s%s", request.remote, detail, more)
             self._quiet = True  # nor an access log line for it
+        elif isinstance(exc, ConnectionError):
+            # The peer hung up before its answer was written (a WebSocket handshake half-closed
+            # at once): nobody's bug, and nobody to answer. Not a traceback in the log.
+            log.debug("HTTP request from %s: the peer is gone (%s)", request.remote, exc)
+            self._quiet = True
+            response = error_response(ErrorCode.INTERNAL, "the peer is gone")
+            response.force_close()
+            return response  # its write fails quietly (aiohttp's finish_response)
         else:
             reason = "internal error" if status == 500 else HTTPStatus(status).phrase.lower()
             log.error("HTTP request from %s failed", request.remote, exc_info=exc)
