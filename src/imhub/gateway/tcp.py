@@ -38,6 +38,7 @@ class TcpConnection(asyncio.Protocol):
         "_decoder",
         "_gateway",
         "_inbox",
+        "_linger_end",
         "_loop",
         "_next",
         "_peer",
@@ -67,26 +68,33 @@ class TcpConnection(asyncio.Protocol):
         self.session = self._gateway.open_session(outlet, TCP)
 
     def close(self) -> None:
-        """The outlet's close, once what is queued is written: normally a plain close; when
-        the server is shutting down, the end of the stream after it (the peer reads every
-        answer, then EOF), reading and dropping whatever the peer still sends until it closes
-        or goes quiet (the gateway cuts it at the end of the grace period)."""
+        """The outlet's close, once what is queued is written: the end of the stream (the
+        peer reads every answer, then EOF), then reading and dropping whatever the peer still
+        sends until it closes, goes quiet for ``LINGER_QUIET``, or the login timeout passes.
+        A plain close with unread input would send a reset, which can destroy the last
+        answers (a "user deleted", a 413) before the peer reads them. A connection cut for
+        flooding is closed at once: reading it on would cost more than its last answers."""
         transport = self._transport
         if transport.is_closing():
             return
-        if self._gateway.draining and transport.can_write_eof():
-            transport.write_eof()
-            transport.resume_reading()
-            self._loop.call_later(LINGER_QUIET, self._linger)
-        else:
+        budget = self.session.budget
+        if (budget is not None and budget.cut) or not transport.can_write_eof():
             transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._linger_end = self._loop.time() + self._gateway.config.login_timeout
+        self._loop.call_later(LINGER_QUIET, self._linger)
 
     def _linger(self) -> None:
-        quiet = self._loop.time() - self.session.last_seen
-        if quiet >= LINGER_QUIET:
+        if self._transport.is_closing():
+            return
+        now = self._loop.time()
+        quiet = now - self.session.last_seen
+        if quiet >= LINGER_QUIET or now >= self._linger_end:
             self._transport.close()
-        elif not self._transport.is_closing():
-            self._loop.call_later(LINGER_QUIET - quiet, self._linger)
+        else:
+            self._loop.call_later(min(LINGER_QUIET - quiet, self._linger_end - now), self._linger)
 
     def data_received(self, data: bytes) -> None:
         self.session.last_seen = self._loop.time()
