@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["tracebacks"] = log_text.count("Traceback")
     if result["tracebacks"]:
         result["failures"]["log"] = [log_text[log_text.index("Traceback") :][:2000]]
-    bad = ("lost", "late", "dup_live", "dup_stored", "conflicts", "misdelivered", "errors")
+    bad = ("lost", "late", "dup_live", "dup_stored", "conflicts", "misdelivered", "errors", "stuck")
     result["ok"] = (
         result["rss"]["ok"]
         and result["fds"]["ok"]

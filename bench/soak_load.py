@@ -388,11 +388,19 @@ class Load:
         """Let everyone come back and everything be answered, wait until every member holds
         every seq the ledger knows, then sync everyone once more: it must bring nothing."""
         users = list(self.users.values())
-        await self.until(
-            lambda: all(u.state == "online" and not u.pending for u in users),
-            within,
-            "reconnect and answer",
-        )
+        try:
+            await self.until(
+                lambda: all(u.state == "online" and not u.pending for u in users),
+                within,
+                "reconnect and answer",
+            )
+        except TimeoutError as exc:
+            for u in users:
+                if u.state != "online" or u.pending:
+                    self.fail(
+                        "stuck", f"{exc}: user {u.uid} {u.state}, {len(u.pending)} unanswered"
+                    )
+            return
         with contextlib.suppress(TimeoutError):  # counted below as lost
             await self.until(lambda: self.missing(stop_at=1) == 0, within, "deliver")
         self.stats["lost"] = self.missing()
@@ -422,7 +430,7 @@ class Load:
         for conv, tags in self.ledger.items():
             for uid in self.members.get(conv, ()):
                 held = self.users[uid].held.get(conv)
-                count += len(tags) - (held.prefix if held else 0)
+                count += len(tags) - (held.prefix + len(held.extra) if held else 0)
                 if stop_at and count >= stop_at:
                     return count
         return count
