@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -223,6 +224,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # Stopped early (timeout, kill): still stop the server, in run()'s finally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.plot_only:
         samples = [json.loads(line) for line in args.plot_only.read_text().splitlines()]
         plot(samples, args.plot or Path("soak.png"), "imhub soak")
