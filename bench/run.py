@@ -11,6 +11,7 @@ Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`
     python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle
     python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~5 min)
     python -m bench.run --only flood    # issue 13: bench/flood.py, a pair's p99 under floods
+    python -m bench.run --only soak     # bench/soak.py: 10 minutes (--quick: 1 minute)
 
 The ``databases`` and ``scaleout`` families (SQLite, PostgreSQL and MariaDB side by side;
 workers and nodes of a cluster) start their own database servers and Redis and are not part
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, flood, idle, p2p, scaleout
+from bench import fanout, flood, idle, p2p, scaleout, soak
 from bench.common import run_on_fresh_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,8 +280,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["p2p", "latency", "fanout", "idle", "flood", *SCALE_FAMILIES],
-        help="families to run (default: all but " + " and ".join(SCALE_FAMILIES) + ")",
+        choices=["p2p", "latency", "fanout", "idle", "flood", *SCALE_FAMILIES, "soak"],
+        help="families to run (default: all but flood, " + ", ".join(SCALE_FAMILIES) + " and soak)",
     )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
@@ -288,7 +289,17 @@ def main() -> None:
     print(json.dumps({"machine": about}), flush=True)
     if args.only and "flood" in args.only:
         flood_runs(args.quick, repeat, about)
-        if args.only == ["flood"]:
+        args.only.remove("flood")
+        if not args.only:
+            return
+    if args.only and "soak" in args.only:  # the hour is by hand: python -m bench.soak
+        size = ["--seconds", "60", "--users", "500"] if args.quick else ["--seconds", "600"]
+        result = soak.run(soak.parse(size))
+        with open(ROOT / "bench" / "results.jsonl", "a") as out:
+            out.write(json.dumps({"label": "soak", **result, "machine": about}) + "\n")
+        print(json.dumps(result), flush=True)
+        args.only.remove("soak")
+        if not args.only:
             return
     scale = [f for f in SCALE_FAMILIES if args.only and f in args.only]
     if scale:
