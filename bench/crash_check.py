@@ -165,12 +165,19 @@ def _check_groups(
     by_seq: dict[tuple[Conv, int], tuple[int, int, int, bool]],
     v: Verdict,
 ) -> None:
+    made = {int(t) for (t,) in db.sql("SELECT team_id FROM team")}
+    if made != {g.team_id for g in records.groups}:
+        v.fail(f"groups {sorted(made - {g.team_id for g in records.groups})} nobody made")
     for group in records.groups:
         conv: Conv = ("team", group.team_id)
         for seq, op in group.ops:
             if by_seq.get((conv, seq), (0,))[0] != op:
                 v.fail(f"group {group.team_id}: operation {op} acknowledged as {seq} is not there")
-        ((name,),) = db.sql("SELECT team_name FROM team WHERE team_id = ?", group.team_id)
+        ((name, gone),) = db.sql(
+            "SELECT team_name, delete_flag FROM team WHERE team_id = ?", group.team_id
+        )
+        if bool(gone) != group.dismissed:
+            v.fail(f"group {group.team_id}: dissolved {bool(gone)}, by its owner {group.dismissed}")
         members = {
             int(u)
             for (u,) in db.sql(

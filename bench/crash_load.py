@@ -18,11 +18,14 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from imhub.client import ClientError, ImClient, Message, State, StateChanged
 from imhub.client.events import Event
-from imhub.protocol.messages import MsgType
+from imhub.protocol.messages import ImMsg, MsgType
+
+T = TypeVar("T")
 
 Conv = tuple[str, int]  # ("chat", chat_id) or ("team", team_id)
 
@@ -37,10 +40,11 @@ class Group:
     extras: set[int]  # members without clients: added and removed
     name: str
     ops: list[tuple[int, int]] = field(default_factory=list)  # (seq, msgType) acknowledged
-    undecided: int = 0  # operations whose answer was lost, decided by team_info
+    undecided: int = 0  # operations whose answer was lost, decided by asking the server
+    dismissed: bool = False
 
     def members(self) -> set[int]:
-        return set(self.core) | self.extras
+        return set() if self.dismissed else set(self.core) | self.extras
 
 
 @dataclass
@@ -52,12 +56,22 @@ class Records:
     recipients: dict[tuple[int, str], tuple[int, ...]] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)  # sends refused: none expected
     recalls: list[tuple[Conv, int, int]] = field(default_factory=list)  # (conv, ref, seq)
-    recalls_undecided: list[tuple[Conv, int]] = field(default_factory=list)
+    recalls_undecided: list[tuple[Conv, int, str]] = field(default_factory=list)  # and why
     received: dict[int, dict[Conv, list[tuple[int, int, str]]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(list))
     )  # user -> conv -> [(seq, sender, msgIdClient)]
     groups: list[Group] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+
+
+def _lost(e: Exception) -> bool:
+    """The request's answer was lost (its connection dropped, a timeout, a server going
+    away), as opposed to a refusal."""
+    return isinstance(e, TimeoutError) or (isinstance(e, ClientError) and e.code in (0, 500, 503))
+
+
+async def _info(client: ImClient, team_id: int) -> ImMsg:
+    return await client.group(MsgType.TEAM_INFO, teamId=team_id)
 
 
 def conv_of(chat_id: int | None, team_id: int | None) -> Conv:
@@ -113,6 +127,9 @@ class Load:
             c.state is State.ONLINE and self.online_at.get(u, 0.0) > moment
             for u, c in self.clients.items()
         )
+
+    def any_online_since(self, moment: float) -> bool:
+        return any(t > moment for t in self.online_at.values())
 
     async def until(self, condition: Callable[[], bool], within: float) -> None:
         """Until ``condition()`` holds, checked again at each message or state change."""
@@ -209,22 +226,29 @@ class Load:
         try:
             own = await client.recall(seq, **where)
         except (ClientError, TimeoutError) as e:
-            if isinstance(e, ClientError) and e.code not in (0, 500, 503):
+            if not _lost(e):
                 self.records.violations.append(f"recall of {conv} {seq} refused: {e}")
-            self.records.recalls_undecided.append((conv, seq))
+            self.records.recalls_undecided.append((conv, seq, repr(e)))
             return
         self.records.recalls.append((conv, seq, own))
 
     async def _manager(self, group: Group) -> None:
         client = self.clients[group.owner]
         renames = itertools.count(1)
+        sides: list[Group] = []  # small groups this owner made during the load
         while not self._stopping:
             await asyncio.sleep(self.pause * 4 * self.rng.uniform(0.5, 1.5))
-            outside = [e for e in self.extras if e not in group.extras]
             choice = self.rng.random()
+            if choice < 0.1:
+                await self._create(client, group.owner, sides, f"side {group.owner}.")
+                continue
+            if choice < 0.15 and any(not g.dismissed for g in sides):
+                await self._dismiss(client, self.rng.choice([g for g in sides if not g.dismissed]))
+                continue
+            outside = [e for e in self.extras if e not in group.extras]
             fields: dict[str, Any] = {"teamId": group.team_id}
             extras, name = set(group.extras), group.name
-            if choice < 0.4 and outside:
+            if choice < 0.45 and outside:
                 op, add = MsgType.TEAM_ADD, self.rng.choice(outside)
                 fields["memberIds"] = [add]
                 extras.add(add)
@@ -238,7 +262,7 @@ class Load:
             try:
                 answer = await client.group(op, **fields)
             except (ClientError, TimeoutError) as e:
-                if isinstance(e, ClientError) and e.code not in (0, 500, 503):
+                if not _lost(e):
                     self.records.violations.append(f"group {group.team_id} {op!r} refused: {e}")
                     return
                 await self._decide(client, group, extras, name)
@@ -246,17 +270,63 @@ class Load:
             group.extras, group.name = extras, name
             group.ops.append((answer.seq or 0, op))
 
+    async def _create(self, client: ImClient, owner: int, sides: list[Group], prefix: str) -> None:
+        """A new group of the owner and two members without clients; a lost answer is decided
+        by the owner's conversation list (the name is unique)."""
+        name = f"{prefix}{next(self._ids)}"
+        members = set(self.rng.sample(self.extras, 2))
+        try:
+            answer = await client.group(
+                MsgType.TEAM_CREATE, teamName=name, memberIds=sorted(members)
+            )
+            team_id, ops = answer.team_id or 0, [(answer.seq or 0, int(MsgType.TEAM_CREATE))]
+        except (ClientError, TimeoutError) as e:
+            if not _lost(e):
+                self.records.violations.append(f"create {name} refused: {e}")
+                return
+            made = await self._until_answered(client.conversations)
+            ids = [c["teamId"] for c in made if c.get("teamName") == name]
+            if len(ids) > 1:
+                self.records.violations.append(f"one create of {name} made groups {ids}")
+            if not ids:
+                return
+            team_id, ops = ids[0], []
+        side = Group(team_id, owner, frozenset({owner}), members, name, ops)
+        sides.append(side)
+        self.records.groups.append(side)
+
+    async def _dismiss(self, client: ImClient, side: Group) -> None:
+        try:
+            answer = await client.group(MsgType.TEAM_DISMISS, teamId=side.team_id)
+            side.ops.append((answer.seq or 0, MsgType.TEAM_DISMISS))
+        except (ClientError, TimeoutError) as e:
+            if not _lost(e):
+                self.records.violations.append(f"dismiss of {side.team_id} refused: {e}")
+                return
+            side.undecided += 1
+            try:
+                await self._until_answered(partial(_info, client, side.team_id))
+                return  # still there: not applied
+            except ClientError as e:
+                if e.code not in (403, 404):
+                    raise
+        side.dismissed = True
+
+    @staticmethod
+    async def _until_answered(call: Callable[[], Awaitable[T]]) -> T:
+        """A reading request, asked again while its connection is lost; a refusal raises."""
+        while True:
+            try:
+                return await call()
+            except (ClientError, TimeoutError) as e:
+                if not _lost(e):
+                    raise
+
     async def _decide(self, client: ImClient, group: Group, extras: set[int], name: str) -> None:
         """An operation whose answer was lost: ask the server which state the group is in, and
         check that it is either the one before or the one after."""
         group.undecided += 1
-        while True:
-            try:
-                info = await client.group(MsgType.TEAM_INFO, teamId=group.team_id)
-                break
-            except (ClientError, TimeoutError) as e:
-                if isinstance(e, ClientError) and e.code not in (0, 500, 503):
-                    raise
+        info = await self._until_answered(partial(_info, client, group.team_id))
         members = set(info.member_ids or ())
         after = (members == group.core | extras, info.team_name == name)
         before = (members == group.members(), info.team_name == group.name)

@@ -21,7 +21,7 @@ async def run(
     backend: str, tmp_path: Path, factories: Callable[[str], Databases]
 ) -> tuple[KilledServer, Result]:
     server = KilledServer(tmp_path / "server", factories(backend))
-    result = await crash_run(server, KILLS, seed=13, deadline=30)
+    result = await crash_run(server, KILLS, seed=13, deadline=30, between=(0.2, 0.5))
     summary = result.summary()
     assert result.verdict.problems == [], summary
     assert summary["kills"] == KILLS
