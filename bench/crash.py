@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -58,7 +59,13 @@ class KilledServer(ServerProcess):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = data_dir / "server.log"
         self.stderr: TextIO = self.log.open("a")
+        self.starts: list[float] = []  # seconds from spawn to listening, each start
         super().__init__(data_dir, databases, **options)
+
+    def _spawn(self) -> None:
+        began = time.monotonic()
+        super()._spawn()
+        self.starts.append(time.monotonic() - began)
 
 
 @dataclass
@@ -76,7 +83,8 @@ class Result:
     kills: list[Kill] = field(default_factory=list)
     verdict: Verdict = field(default_factory=Verdict)
     records: Records = field(default_factory=Records)
-    tracebacks: int = 0
+    tracebacks: int = 0  # tracebacks and ERROR lines in the server's log
+    first_start: float = 0.0  # the first start-up, on an empty database, for comparison
     seconds: float = 0.0
 
     def ok(self) -> bool:
@@ -103,6 +111,10 @@ class Result:
             "misdelivered": v.misdelivered,
             "integrity": v.integrity,
             "tracebacks": self.tracebacks,
+            "first_start_s": round(self.first_start, 3),
+            "listening_s_median": round(
+                sorted(k.listening for k in self.kills)[len(self.kills) // 2], 3
+            ),
             "listening_s_max": round(max(k.listening for k in self.kills), 3),
             "online_s_median": round(online[len(online) // 2], 3),
             "online_s_max": round(max(online), 3),
@@ -271,7 +283,9 @@ async def crash_run(
         server.stop()
     result.records = load.records
     result.verdict = check(server.database, load.records)
-    result.tracebacks = server.log.read_text().count("Traceback")
+    log = server.log.read_text()
+    result.tracebacks = log.count("Traceback") + log.count(" ERROR ")
+    result.first_start = server.starts[0]
     result.seconds = time.monotonic() - started
     return result
 
@@ -296,6 +310,10 @@ def main() -> None:
                                        seed=args.seed))  # fmt: skip
     finally:
         backend.close()
+    if result.ok():
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"kept for a look: {root}")
     for n, kill in enumerate(result.kills, 1):
         online = "-" if kill.online is None else f"{kill.online:.2f} s"
         print(f"kill {n:2}: {kill.aim:10} {kill.hit:45} listening after {kill.listening:.2f} s,"

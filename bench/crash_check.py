@@ -54,12 +54,12 @@ def check(db: Database, records: Records) -> Verdict:
     seqs: dict[Conv, list[int]] = defaultdict(list)
     by_seq: dict[tuple[Conv, int], tuple[int, int, int, bool]] = {}  # type, ref, from, cancel
     tables = (("person_msg", "chat", "person_msg_id"), ("team_msg", "team", "team_msg_id"))
-    for table, key, ident in tables:
+    for table, kind, ident in tables:
         for conv_id, seq, msg_type, ref, sender, mid, msg_id, cancel in db.sql(
-            f"SELECT {key}_id, seq, msg_type, ref_seq, from_user_id, msg_id_client, {ident},"
+            f"SELECT {kind}_id, seq, msg_type, ref_seq, from_user_id, msg_id_client, {ident},"
             f" cancel_flag FROM {table}"
         ):
-            conv = (key, int(conv_id))
+            conv = (kind, int(conv_id))
             seqs[conv].append(int(seq))
             by_seq[(conv, int(seq))] = (int(msg_type), int(ref), int(sender), bool(cancel))
             if msg_type == CHAT:

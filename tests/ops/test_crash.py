@@ -34,6 +34,9 @@ async def run(
     return server, result
 
 
+# About 15-20 s each here, mostly four server start-ups; twice that on a machine loaded
+# by other work, so past the default 60 s limit is where it would fail.
+@pytest.mark.timeout(150)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_sigkill_under_load_loses_nothing_acknowledged(
     backend: str, tmp_path: Path, database_factories: Callable[[str], Databases]
