@@ -54,6 +54,18 @@ class Records:
     sent: dict[tuple[int, str], tuple[Conv, int, int]] = field(default_factory=dict)
     # (sender, msgIdClient) -> (conversation, seq, msgIdServer)
     recipients: dict[tuple[int, str], tuple[int, ...]] = field(default_factory=dict)
+    # when the server stored it (its sendTime) and when the answer came, wall clock seconds
+    times: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
+    kills: list[float] = field(default_factory=list)  # when each kill landed, wall clock
+
+    def stored_before_a_kill(self) -> int:
+        """Messages stored before a kill and answered after it: their first answer died with
+        the server, the resend was answered from the stored copy."""
+        return sum(
+            any(stored < k < answered for k in self.kills)
+            for stored, answered in self.times.values()
+        )
+
     refused: list[str] = field(default_factory=list)  # sends refused: none expected
     recalls: list[tuple[Conv, int, int]] = field(default_factory=list)  # (conv, ref, seq)
     recalls_undecided: list[tuple[Conv, int, str]] = field(default_factory=list)  # and why
@@ -217,6 +229,7 @@ class Load:
         conv = conv_of(sent.chat_id, sent.team_id)
         self.records.sent[(user, mid)] = (conv, sent.seq, sent.msg_id_server)
         self.records.recipients[(user, mid)] = recipients
+        self.records.times[(user, mid)] = (sent.send_time / 1000, time.time())
         mine.append((conv, sent.seq))
         if self.on_answer is not None:
             self.on_answer()
