@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from imhub.metrics import Histogram, Metrics
-from tests.helpers import ServerProcess
+from tests.helpers import TIMEOUT, ServerProcess
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -48,9 +49,14 @@ async def test_metrics_count_connections_logins_messages_and_errors(
     await refused.send({"msgType": 1, "token": "bad"})
     assert (await refused.expect(8))["code"] == 401
     assert await refused.closed()
+    await refused.close()  # the server reads on until the peer closes (no reset: docs)
 
+    async with asyncio.timeout(TIMEOUT):  # the refused one is gone once its close is read
+        tcp = value(await scrape(srv), "imhub_connections", protocol="tcp")
+        while tcp != 1:  # each scrape is a request answered by the server: no busy loop
+            tcp = value(await scrape(srv), "imhub_connections", protocol="tcp")
     m = await scrape(srv)
-    assert value(m, "imhub_connections", protocol="tcp") == 1  # the refused one is gone
+    assert value(m, "imhub_connections", protocol="tcp") == 1
     assert value(m, "imhub_connections", protocol="websocket") == 1
     assert value(m, "imhub_connections", protocol="http") == 1  # this scrape's
     assert value(m, "imhub_connections_opened_total", protocol="tcp") == 2
