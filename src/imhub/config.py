@@ -71,8 +71,12 @@ class Config:
     msg_burst: Positive = 10_000
     user_msg_rate: NonNegative = 2000.0  # messages per second of one user, all connections
     user_msg_burst: Positive = 10_000
+    address_msg_rate: NonNegative = 2000.0  # messages per second from one address, all users
+    address_msg_burst: Positive = 10_000
     api_rate: NonNegative = 500.0  # HTTP API requests per second per API key
     api_burst: Positive = 5000
+    http_rate: NonNegative = 50.0  # HTTP requests per second per address without the API key
+    http_burst: Positive = 500
     max_group: Positive = 20_000  # members of one group
     limit_exempt: str = "127.0.0.1 ::1"  # addresses the per-address limits do not apply to
     tls_cert: str = ""  # PEM certificate chain: TLS on the same port (with tls_key)

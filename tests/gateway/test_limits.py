@@ -326,3 +326,69 @@ async def test_undecodable_messages_count_too(rated: ServerProcess) -> None:
     _, other = await rated.online("bystander")
     await other.send({"msgType": 0})
     assert (await other.expect(0))["code"] == 0
+
+
+async def test_a_connection_that_does_not_log_in_gets_ten_messages(
+    server: ServerProcess,
+) -> None:
+    """Before its login a connection may send 10 messages (a login and a few heartbeats):
+    a peer without a token does not get a whole burst of the server's time. The 11th is
+    refused and the connection closed."""
+    bob, b = await server.online("bob")
+    anon = await server.connect()
+    for i in range(12):
+        await anon.send({"msgType": 0, "msgIdClient": f"h{i}"})
+    got = await until_closed(anon)
+    assert [x["msgIdClient"] for x in got if x["msgType"] == 0] == [f"h{i}" for i in range(10)]
+    assert [(x["msgType"], x["code"]) for x in got[10:]] == [(8, 429), (8, 429)]
+    alice, a = await server.online("alice")  # others are served, and a login counts once
+    for i in range(12):
+        await a.send({"msgType": 0, "msgIdClient": f"a{i}"})
+    assert (await a.next_of(lambda m: m.get("msgIdClient") == "a11"))["code"] == 0
+    await served(server, a, bob, "a-chat")
+
+
+async def test_messages_per_address(make_server: Callable[..., ServerProcess]) -> None:
+    """Users from one address share its budget (4 here); another address has its own."""
+    srv = make_server(address_msg_rate=SLOW, address_msg_burst=4, limit_exempt="")
+    alice, bob, carol = [await srv.add_user(n) for n in ("alice", "bob", "carol")]
+    a = await tcp_from("127.0.0.2", srv.port)
+    await a.login(srv.token(alice))  # 1
+    b = await tcp_from("127.0.0.2", srv.port)
+    await b.login(srv.token(bob))  # 2
+    await served(srv, a, carol, "a1")  # 3
+    await served(srv, b, carol, "b1")  # 4: the address's burst is spent
+    await b.send({"msgType": 3, "toUserId": carol, "msgIdClient": "b2", "body": "x"})
+    refusal = await b.next_of(lambda m: m.get("msgIdClient") == "b2")
+    assert (refusal["msgType"], refusal["code"]) == (8, 429)
+    sql = "SELECT COUNT(*) FROM person_msg WHERE from_user_id = ?"
+    assert srv.count(sql, bob) == 1
+    c = await tcp_from("127.0.0.3", srv.port)
+    await c.login(srv.token(carol))
+    await served(srv, c, alice, "c1")
+
+
+async def test_http_requests_without_the_key_per_address(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """Public routes, no key and a wrong key share a budget per address (3 here); requests
+    with the key are the key's business."""
+    srv = make_server(http_rate=SLOW, http_burst=3, limit_exempt="")
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def get(path: str, key: str | None) -> aiohttp.ClientResponse:
+            headers = {"X-Api-Key": key} if key else {}
+            async with http.get(srv.url + path, headers=headers) as resp:
+                await resp.read()
+                return resp
+
+        assert (await get("/healthz", None)).status == 200
+        assert (await get("/api/v1/openapi.json", None)).status == 200
+        assert (await get("/api/v1/online", "wrong")).status == 401
+        refused = await get("/healthz", None)
+        assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert (await get("/api/v1/online", "wrong")).status == 429
+        assert (await get("/api/v1/online", API_KEY)).status == 200
+    status, _ = await srv.call("GET", "/healthz", api_key=None)  # another address: served
+    assert status == 200

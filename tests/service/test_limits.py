@@ -29,7 +29,7 @@ def test_a_bucket_holds_its_burst_and_refills_at_its_rate() -> None:
 def test_persistent_excess_closes_after_the_refusal_burst() -> None:
     clock = Clock()
     limits = Limits(replace(Config(), msg_rate=1.0, msg_burst=2), clock)
-    budget = limits.budget()
+    budget = limits.budget(None)
     got = [limits.message(budget, None) for _ in range(6)]
     assert got == [True, True, False, False, None, None]  # 2 taken, 2 refused, then closed
     clock.now = 10.0  # refilled: served again
@@ -40,10 +40,10 @@ def test_a_users_bucket_outlives_its_connections() -> None:
     clock = Clock()
     limits = Limits(replace(Config(), user_msg_rate=1.0, user_msg_burst=2), clock)
     assert limits.join_user(7)
-    assert [limits.message(limits.budget(), 7) for _ in range(3)] == [True, True, False]
+    assert [limits.message(limits.budget(None), 7) for _ in range(3)] == [True, True, False]
     limits.leave_user(7)
     assert limits.join_user(7)  # reconnected: still empty
-    assert limits.message(limits.budget(), 7) is False
+    assert limits.message(limits.budget(None), 7) is False
 
 
 def test_connections_are_counted_once_and_released_once() -> None:

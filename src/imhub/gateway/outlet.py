@@ -121,6 +121,11 @@ class FrameOutlet:
         return self._max_outbound
 
     @property
+    def peername(self) -> object:
+        """The transport's ``peername`` (None once a TLS transport is closed)."""
+        return self._transport.get_extra_info("peername")
+
+    @property
     def peer(self) -> str:
         name = self._transport.get_extra_info("peername")
         return f"{name[0]}:{name[1]}" if name else "?"

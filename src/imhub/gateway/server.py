@@ -228,7 +228,8 @@ class Gateway:
         slow = outlet.dropped or session.ended == (ErrorCode.SLOW_CONSUMER, CATCHING_UP)
         if slow:
             self.metrics.slow_consumers += 1
-        level = logging.WARNING if slow else logging.INFO
+        # A peer that never logged in is not worth a line each (anyone can make thousands).
+        level = logging.WARNING if slow else logging.INFO if session.user_id else logging.DEBUG
         if log.isEnabledFor(level):
             if outlet.dropped:
                 reason = f"slow consumer: over {outlet.limit} bytes unread"
@@ -272,7 +273,7 @@ class Gateway:
         sending into the refusals is closed."""
         budget = session.budget
         if budget is None:
-            budget = session.budget = self.limits.budget()
+            budget = session.budget = self.limits.budget(_outlet(session).peername)
         allowed = self.limits.message(budget, session.user_id)
         if allowed:
             return False

@@ -99,6 +99,15 @@ class Router:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
+            if self._limits is not None and not self.keyed(request):
+                # Without the key (public routes, no key, a wrong one): a budget per address.
+                wait = self._limits.http_request(request.remote)
+                if wait:
+                    response = error_response(
+                        ErrorCode.TOO_MANY, "too many requests from this address: slow down"
+                    )
+                    response.headers["Retry-After"] = retry_after(wait)
+                    return response
             route, params = self.find(request.method, request.path)
             if route.api_key:
                 self.authorize(request)
@@ -132,11 +141,16 @@ class Router:
             return error_response(ErrorCode.INTERNAL, "internal error")
 
     def authorize(self, request: web.BaseRequest) -> None:
-        """The API key, as ``Authorization: Bearer KEY`` or ``X-Api-Key: KEY``."""
+        """The API key, as ``Authorization: Bearer KEY`` or ``X-Api-Key: KEY``; raises
+        ``ImError`` 401 without it."""
+        if not self.keyed(request):
+            raise ImError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
+
+    def keyed(self, request: web.BaseRequest) -> bool:
+        """The request carries the API key."""
         given = request.headers.get("X-Api-Key", "")
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
             given = auth[7:]
         # Header bytes that are not UTF-8 arrive as surrogates: compared as the bytes they were.
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._api_key):
-            raise ImError(ErrorCode.UNAUTHORIZED, "missing or wrong API key")
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._api_key)

@@ -22,6 +22,9 @@ Clock = Callable[[], float]
 # Refusals a connection may take in a row (beyond what its rate refills) before it is closed:
 # persistent excess. Few, so that a flood costs little more than its first burst.
 REFUSAL_BURST = 100
+# Messages a connection may send before its login is answered (the login, a few heartbeats):
+# more is a peer without a token using the server's time, and it is closed.
+BEFORE_LOGIN = 10
 SWEEP_FROM = 1024  # entries of a table of buckets before it is first swept
 
 
@@ -58,12 +61,14 @@ class ConnBudget:
     """One connection's message bucket, and its bucket of refusals: a connection that keeps
     sending while refused (more than a burst of refusals, faster than the rate) is closed."""
 
-    __slots__ = ("cut", "refusals", "sends")
+    __slots__ = ("address", "before_login", "cut", "refusals", "sends")
 
-    def __init__(self, burst: float, now: float) -> None:
+    def __init__(self, burst: float, now: float, address: str | None) -> None:
         self.sends = Bucket(burst, now)
         self.refusals = Bucket(min(burst, REFUSAL_BURST), now)
         self.cut = False  # closed for persistent excess: read no further
+        self.address = address  # its address's key (None: exempt)
+        self.before_login = 0  # messages read while no user was logged in
 
 
 def address_key(host: str) -> str:
@@ -93,6 +98,8 @@ class Limits:
         self._by_user: dict[int, int] = {}
         self._user_sends: dict[int, Bucket] = {}
         self._api: dict[str, Bucket] = {}
+        self._address_sends: dict[str, Bucket] = {}
+        self._http: dict[str, Bucket] = {}
         self._sweep_at: dict[int, int] = {}  # a table's size at which it is swept next
 
     # -- connections -------------------------------------------------------------------------
@@ -168,25 +175,35 @@ class Limits:
 
     def message(self, budget: ConnBudget, user_id: int | None) -> bool | None:
         """One message from a connection: True to handle it, False to refuse it (429), None
-        to refuse it and close the connection (persistent excess)."""
+        to refuse it and close the connection (persistent excess, or more than
+        ``BEFORE_LOGIN`` messages with no user logged in). Its connection's, its user's and its
+        address's buckets must all have a token."""
         cfg = self.config
         now = self.clock()
-        if budget.sends.take(cfg.msg_rate, cfg.msg_burst, now):
-            if user_id is None:
-                return True
-            bucket = self._bucket(self._user_sends, user_id, cfg.user_msg_rate, cfg.user_msg_burst)
-            if bucket.take(cfg.user_msg_rate, cfg.user_msg_burst, now):
-                return True
+        if user_id is None:
+            budget.before_login += 1
+            if budget.before_login > BEFORE_LOGIN:
+                budget.cut = True
+                return None
+        rate = cfg.msg_rate
+        if budget.sends.take(rate, cfg.msg_burst, now):
             rate = cfg.user_msg_rate
-        else:
-            rate = cfg.msg_rate
+            if user_id is None or self._bucket(
+                self._user_sends, user_id, rate, cfg.user_msg_burst
+            ).take(rate, cfg.user_msg_burst, now):
+                rate = cfg.address_msg_rate
+                if budget.address is None or self._bucket(
+                    self._address_sends, budget.address, rate, cfg.address_msg_burst
+                ).take(rate, cfg.address_msg_burst, now):
+                    return True
         if budget.refusals.take(rate, min(cfg.msg_burst, REFUSAL_BURST), now):
             return False
         budget.cut = True
         return None
 
-    def budget(self) -> ConnBudget:
-        return ConnBudget(self.config.msg_burst, self.clock())
+    def budget(self, peername: object) -> ConnBudget:
+        """The message budget of a new connection from ``peername`` (as admitted)."""
+        return ConnBudget(self.config.msg_burst, self.clock(), self._admitted.get(peername))
 
     # -- HTTP API ----------------------------------------------------------------------------
 
@@ -198,6 +215,18 @@ class Limits:
         if bucket.take(cfg.api_rate, cfg.api_burst, now):
             return 0.0
         return max(bucket.wait(cfg.api_rate), 1e-3)
+
+    def http_request(self, host: str | None) -> float:
+        """One HTTP request without the API key (a public route, or no or a wrong key) from
+        ``host``: 0 to serve it, else the seconds to wait (429). Exempt addresses: 0."""
+        cfg = self.config
+        key = address_key(host or "")
+        if key in self.exempt:
+            return 0.0
+        bucket = self._bucket(self._http, key, cfg.http_rate, cfg.http_burst)
+        if bucket.take(cfg.http_rate, cfg.http_burst, self.clock()):
+            return 0.0
+        return max(bucket.wait(cfg.http_rate), 1e-3)
 
 
 def retry_after(seconds: float) -> str:
