@@ -72,6 +72,7 @@ class Gateway:
         self._http: web.Server | None = None
         self._bad_requests: LogLimiter | None = None
         self._refusals: LogLimiter | None = None
+        self._anonymous: LogLimiter | None = None  # ends of connections that never logged in
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,6 +92,7 @@ class Gateway:
         self._http = web.Server(self._route_http, request_factory=request)
         self._bad_requests = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
         self._refusals = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
+        self._anonymous = LogLimiter(BAD_REQUEST_LOG_BURST, 60.0, loop.time)
         self._server = await self._loop.create_server(
             lambda: SniffProtocol(self),
             self.config.host,
@@ -228,15 +230,21 @@ class Gateway:
         slow = outlet.dropped or session.ended == (ErrorCode.SLOW_CONSUMER, CATCHING_UP)
         if slow:
             self.metrics.slow_consumers += 1
-        # A peer that never logged in is not worth a line each (anyone can make thousands).
-        level = logging.WARNING if slow else logging.INFO if session.user_id else logging.DEBUG
-        if log.isEnabledFor(level):
+        level = logging.WARNING if slow else logging.INFO
+        left_out: int | None = 0
+        if session.user_id is None and log.isEnabledFor(level):
+            # Peers that never logged in: anyone can make thousands, so a few lines a minute.
+            assert self._anonymous is not None
+            left_out = self._anonymous.allow()
+        if left_out is not None and log.isEnabledFor(level):
             if outlet.dropped:
                 reason = f"slow consumer: over {outlet.limit} bytes unread"
             elif session.ended is not None:
                 reason = f"{session.ended[0]} {session.ended[1]}"
             else:
                 reason = "closed by the server" if by_server else "closed by the peer"
+            if left_out:
+                reason += f" ({left_out} more ends of connections without a login not logged)"
             assert self._loop is not None
             log.log(
                 level,
