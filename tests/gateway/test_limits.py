@@ -388,6 +388,7 @@ async def test_http_requests_without_the_key_per_address(
         assert (await get("/api/v1/online", "wrong")).status == 401
         refused = await get("/healthz", None)
         assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["Connection"].lower() == "close"  # pipelining ends here
         assert (await get("/api/v1/online", "wrong")).status == 429
         assert (await get("/api/v1/online", API_KEY)).status == 200
     status, _ = await srv.call("GET", "/healthz", api_key=None)  # another address: served

@@ -107,6 +107,9 @@ class Router:
                         ErrorCode.TOO_MANY, "too many requests from this address: slow down"
                     )
                     response.headers["Retry-After"] = retry_after(wait)
+                    # And the connection ends: requests pipelined behind it would each cost a
+                    # parse for another 429; a new connection costs one of the address's few.
+                    response.force_close()
                     return response
             route, params = self.find(request.method, request.path)
             if route.api_key:
