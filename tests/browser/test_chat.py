@@ -204,6 +204,24 @@ async def test_history_scrolls_back_to_the_first_message(
     await expect(hal.texts()).to_have_text(bodies)
 
 
+async def test_history_that_does_not_fill_the_view_loads_on_its_own(
+    server: ServerProcess, open_page: OpenPage, make_client: MakeClient
+) -> None:
+    """A view so tall that pages of history leave it at the top asks for page after page by
+    itself, without a scroll (there is no scroll event to wait for when nothing scrolls)."""
+    ann_id, bo_id = await server.add_user("ann"), await server.add_user("bo")
+    ann = await make_client(server, ann_id)
+    bodies = [f"line {i}" for i in range(1, 61)]
+    sends = [ann.client.send_chat(to_user=bo_id, body=b) for b in bodies]
+    chat_id = (await asyncio.gather(*sends))[0].chat_id
+    phone = await make_client(server, bo_id)
+    assert await phone.client.enter(chat_id=chat_id) == 60
+    bo = await open_page(server, bo_id, viewport={"width": 1000, "height": 4000})
+    await bo.conv(f"c{chat_id}").click()
+    await expect(bo.texts()).to_have_text(bodies)
+    await expect(bo.page.locator("#older")).to_be_hidden()
+
+
 async def test_a_notice_shows_as_a_toast(server: ServerProcess, open_page: OpenPage) -> None:
     ida_id = await server.add_user("ida")
     ida = await open_page(server, ida_id)

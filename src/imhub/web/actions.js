@@ -56,6 +56,9 @@ export class Actions {
       if (conv.low !== before) return false;
       this.session.seen(page.messages ?? []);
       conv.older(page.messages ?? [], page.more);
+      // Not loading any more before the view redraws: a view still at the top (a page that
+      // does not fill it) asks for the next page from its redraw, and must not be refused.
+      this.loading.delete(key);
       this.session.changed(key);
       return true;
     } catch {

@@ -77,8 +77,10 @@ export class ChatView {
       this.scroller.scrollTop = this.scroller.scrollHeight;
     } else if (prepended) {
       this.scroller.scrollTop = this.scroller.scrollHeight - fromBottom; // keep what was shown
-      if (this.scroller.scrollTop < NEAR_TOP) this.onOlder(this.key); // still at the top
     }
+    // The top is in view (still at it, or history too short to fill the view, which cannot
+    // scroll and so sends no scroll event): the next page.
+    if (conv.hasOlder && this.scroller.scrollTop < NEAR_TOP) this.onOlder(this.key);
   }
 
   #node(id, state, make) {
