@@ -77,15 +77,15 @@ def sqlite_commit_cost(folder: Path, n: int = 300) -> dict[str, float]:
     return _summary("sqlite_commit", took, cpu)
 
 
-def measure(folder: Path | None = None) -> dict[str, Any]:
+def measure(folder: Path | None = None, n: int = 300) -> dict[str, Any]:
     """Both probes, in ``folder`` (default: a temporary folder where the benchmarks keep
     their databases), with the date."""
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         here = Path(tmp)
         return {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            **fdatasync_cost(here),
-            **sqlite_commit_cost(here),
+            **fdatasync_cost(here, n),
+            **sqlite_commit_cost(here, n),
         }
 
 

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -109,8 +110,9 @@ def workloads(seconds: float = SECONDS) -> list[Workload]:
 @contextlib.contextmanager
 def floor_server() -> Iterator[tuple[int, int, int]]:
     """The floor relay on CPU 0: yields (pid, TCP port, HTTP port)."""
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "bench.floor"],
+        [*pin, sys.executable, "-m", "bench.floor"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -151,7 +153,7 @@ def run_imhub(work: Workload, backend: Backend) -> dict[str, Any]:
         tmp = Path(name)
         db = backend.fresh(tmp / "db", work.users)
         backend.pin({0})
-        server = Imhub(tmp / "n0", db, cpus={0})
+        server = Imhub(tmp / "n0", db, cpus={0} if shutil.which("taskset") else None)
         try:
             db_before = cpu_seconds([backend.pid]) if backend.pid else 0.0
             result = _measure(server.pid, work.run(server.port, server.port))
