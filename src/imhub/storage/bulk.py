@@ -22,6 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 
+from imhub.storage.database import BUSY_TIMEOUT_MS
+
 # Compiled statements by (id of the object they came from, dialect). The object is kept in the
 # entry, so its id cannot be reused by another while the entry exists; callers pass objects
 # that live as long as the module (statements and column lists defined at module level).
@@ -101,8 +103,10 @@ class Script:
             return True
         driver = driver_connection(conn)
         if isinstance(driver, aiosqlite.Connection):
-            # aiosqlite's own thread, with the connection it holds for SQLAlchemy.
-            done = await driver._execute(self._run_sqlite, driver._conn)  # type: ignore[no-untyped-call]
+            db: sqlite3.Connection = driver._conn
+            done = self._run_sqlite_here(db)
+            if done is None:  # another process writes: wait for it in aiosqlite's thread
+                done = await driver._execute(self._run_sqlite, db)  # type: ignore[no-untyped-call]
             return bool(done)
         if self._guarded:
             await conn.exec_driver_sql(f"SAVEPOINT {self._SAVEPOINT}")
@@ -124,6 +128,29 @@ class Script:
         if self._guarded:
             await conn.exec_driver_sql(f"RELEASE SAVEPOINT {self._SAVEPOINT}")
         return True
+
+    def _run_sqlite_here(self, db: sqlite3.Connection) -> bool | None:
+        """``_run_sqlite`` on the event loop's thread: a batch's statements take tens of
+        microseconds of CPU and touch pages in memory, so handing them to aiosqlite's thread
+        and back cost more than they do (two thread switches and a wake-up of the loop).
+        The commit, whose fsync waits for the disk, still goes to that thread
+        (``commit_sqlite``), and nothing else uses the connection meanwhile: its user awaits
+        each operation on it in turn.
+
+        Only a lock held by another process (``imhub user add`` beside the server) could
+        make a statement wait here, and the loop must never wait: the transaction is opened
+        with ``BEGIN IMMEDIATE`` (the write lock, or "busy" at once) under a zero busy
+        timeout, and None (nothing done) sends the script to the thread, where SQLite's busy
+        handler may wait."""
+        if not db.in_transaction:
+            db.execute("PRAGMA busy_timeout=0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return None
+            finally:
+                db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return self._run_sqlite(db)
 
     def _run_sqlite(self, db: sqlite3.Connection) -> bool:
         if self._guarded:

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 2048
 CONNECT_TIMEOUT = 5.0  # seconds (PostgreSQL, MySQL/MariaDB)
 STATEMENT_TIMEOUT = 10.0  # seconds one statement may wait for the server's answer
+BUSY_TIMEOUT_MS = 10_000  # how long a SQLite statement may wait for another process's lock
 
 
 def url_problem(url: str) -> str | None:
@@ -114,6 +115,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             {"connect_timeout": int(CONNECT_TIMEOUT), "read_timeout": int(STATEMENT_TIMEOUT)},
         )
         url = _mysql_url(url)
+    if backend == "sqlite":
+        # The writer runs its statements on the loop's thread (``bulk.Script``), the rest of
+        # the connection's work in aiosqlite's: never at once, never in the same thread.
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "check_same_thread": False}
     engine = create_async_engine(url, **kwargs)
     if backend in ("mysql", "mariadb"):
 
@@ -132,7 +137,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first table, or ignored
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
