@@ -34,18 +34,18 @@ def _summary(prefix: str, seconds: list[float], cpu: float) -> dict[str, float]:
 
 def fdatasync_cost(folder: Path, n: int = 300) -> dict[str, float]:
     """Append 4 KiB and ``fdatasync``, ``n`` times: latency percentiles and CPU per call
-    (user + system of this process: the kernel's share of a flush is counted there)."""
+    (user + system CPU of this process: the kernel's share of a flush is counted there)."""
     path = folder / "fsync-probe"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         took = []
-        cpu = sum(os.times()[:2])
+        cpu = time.process_time()
         for _ in range(n):
             os.write(fd, BLOCK)
             began = time.perf_counter()
             os.fdatasync(fd)
             took.append(time.perf_counter() - began)
-        cpu = sum(os.times()[:2]) - cpu
+        cpu = time.process_time() - cpu
     finally:
         os.close(fd)
         path.unlink()

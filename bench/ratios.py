@@ -9,7 +9,8 @@ ratios [min–max], the absolute medians beside it, and whether the target is me
 must be complete (each acknowledged message delivered once and in order), the floor's too.
 
     python -m bench.ratios                          # SQLite, 3 repetitions (about 5 min)
-    python -m bench.ratios --backends sqlite postgresql --repeat 1
+    python -m bench.ratios --backends sqlite postgresql sqlite:os --repeat 1
+                                                    # NAME:os: with --durability os
 """
 
 from __future__ import annotations
@@ -148,12 +149,14 @@ def run_floor(work: Workload) -> dict[str, Any]:
         return _measure(pid, work.run(tcp, http))
 
 
-def run_imhub(work: Workload, backend: Backend) -> dict[str, Any]:
+def run_imhub(work: Workload, backend: Backend, **options: Any) -> dict[str, Any]:
+    """One run on imhub with ``IMHUB_*`` ``options`` (e.g. ``durability="os"``)."""
     with tempfile.TemporaryDirectory(prefix="imhub-ratio-") as name:
         tmp = Path(name)
         db = backend.fresh(tmp / "db", work.users)
         backend.pin({0})
-        server = Imhub(tmp / "n0", db, cpus={0} if shutil.which("taskset") else None)
+        cpus = {0} if shutil.which("taskset") else None
+        server = Imhub(tmp / "n0", db, cpus=cpus, **options)
         try:
             db_before = cpu_seconds([backend.pid]) if backend.pid else 0.0
             result = _measure(server.pid, work.run(server.port, server.port))
@@ -223,20 +226,24 @@ def run(
     emit: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """The whole table: the host's commit cost first, then ``repeat`` rounds of every
-    workload on the floor and on each backend. Returns (rows, host)."""
+    workload on the floor and on each backend (``NAME`` or ``NAME:os`` for
+    ``--durability os``). Returns (rows, host)."""
     host = hostcost.measure()
     emit({"label": "hostcost", **host})
     chosen = [w for w in workloads(seconds) if only is None or w.key in only]
     results: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="imhub-ratio-db-") as root:
-        opened = {name: Backend(name, Path(root) / name) for name in backends}
+        bases = {name.split(":")[0] for name in backends}
+        opened = {base: Backend(base, Path(root) / base) for base in sorted(bases)}
         try:
             for i in range(repeat):
                 for work in chosen:
                     floor = run_floor(work)
                     emit({"label": f"floor {work.key}", "repeat": i, **floor})
-                    for name, backend in opened.items():
-                        mine = run_imhub(work, backend)
+                    for name in backends:
+                        base, _, level = name.partition(":")
+                        options = {"durability": level} if level else {}
+                        mine = run_imhub(work, opened[base], **options)
                         emit({"label": f"imhub {work.key} {name}", "repeat": i, **mine})
                         results.setdefault((work.key, name), []).append((mine, floor))
         finally:

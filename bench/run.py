@@ -272,7 +272,8 @@ def ratio_runs(quick: bool, repeat: int, about: dict[str, Any]) -> str:
     installed; returned, and written as its own section of docs/bench-results.md."""
     from tests.services import PG_BIN
 
-    backends = ["sqlite"] + (["postgresql"] if (PG_BIN / "postgres").exists() else [])
+    names = ["sqlite", "postgresql"] if (PG_BIN / "postgres").exists() else ["sqlite"]
+    backends = names + [f"{name}:os" for name in names]
     with open(ROOT / "bench" / "results.jsonl", "a") as out:
 
         def emit(record: dict[str, Any]) -> None:
@@ -285,7 +286,8 @@ def ratio_runs(quick: bool, repeat: int, about: dict[str, Any]) -> str:
         f"Commit {about['commit']}, {about['cpu']}; {repeat} run(s) of each workload on the "
         "floor relay (`bench/floor.py`: no storage, no checks) and on imhub on a fresh "
         "database, interleaved; ratio: median of the runs' ratios [min–max]. Server (and "
-        "database server) on CPU 0, load generator on CPU 1, durable commits. Made by "
+        "database server) on CPU 0, load generator on CPU 1; durable commits (fsync) but "
+        "where the database says `:os` (`--durability os`). Made by "
         "`make bench` (`python -m bench.run --only ratios`).\n\n"
         + ratios.table(rows, host)
         + "<!-- /ratios -->\n"

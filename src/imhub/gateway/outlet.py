@@ -16,6 +16,7 @@ import contextlib
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from imhub.metrics import Metrics
 
@@ -59,6 +60,11 @@ class Writable:
     async def __call__(self) -> None:
         if self._waiter is not None:
             await asyncio.shield(self._waiter)
+
+
+# The last payload sent, its framing function, msgType and header: a group's message goes to
+# every member's connection in a row, and its header and type are worked out once.
+_last: list[Any] = [None, None, 0, b""]
 
 
 class FrameOutlet:
@@ -133,18 +139,23 @@ class FrameOutlet:
     def send(self, payload: bytes) -> None:
         if self.closing:
             return
-        # Counted by msgType, read from the payload: every one is an encoded ``ImMsg``, which
-        # starts with b'{"msgType":' and one or two digits (a function call would double this).
-        t = payload[11] - 48
-        d = payload[12] - 48
-        if 0 <= d <= 9:
-            t = t * 10 + d
+        memo = _last
+        if payload is memo[0] and self._header is memo[1]:  # the next member of a fan-out
+            t, header = memo[2], memo[3]
+        else:
+            # Counted by msgType, read from the payload: every one is an encoded ``ImMsg``,
+            # which starts with b'{"msgType":' and one or two digits.
+            t = payload[11] - 48
+            d = payload[12] - 48
+            if 0 <= d <= 9:
+                t = t * 10 + d
+            header = self._header(len(payload))
+            memo[:] = payload, self._header, t, header
         self._stats.msgs_out[t] += 1
         if t == 8:
             self._stats.error_frame(payload)
         if not self._pending:
             self._loop.call_soon(self.flush)
-        header = self._header(len(payload))
         self._pending.append(header)
         self._pending.append(payload)
         self._queued += len(header) + len(payload)

@@ -94,21 +94,29 @@ class Delivery:
         else:
             affected = ()
             as_chat = extra
+        # The loop below runs once per member of a group: every lookup it can do once is
+        # hoisted out of it (a fan-out to 1,000 members costs about a microsecond each).
+        seq = row.seq
+        is_chat = row.msg_type == CHAT_MSG
+        by_user = self._registry.by_user
         for user_id in users:
-            for s in self._registry.sessions_of(user_id):
+            sessions = by_user.get(user_id)
+            if sessions is None:
+                continue
+            for s in sessions:
                 if s is skip:
                     if s.on_gap is not None:  # a cluster's floors pass the sender's own
-                        s.deliver(conv, row.seq, None)
+                        s.deliver(conv, seq, None)
                     continue
-                if row.msg_type != CHAT_MSG:
+                if not is_chat:
                     as_chat = as_chat or codec.encode(message(row))
-                    s.deliver(conv, row.seq, as_chat)
+                    s.deliver(conv, seq, as_chat)
                 elif conv in s.entered:
                     as_chat = as_chat or codec.encode(message(row, MsgType.CHAT))
-                    s.deliver(conv, row.seq, as_chat)
+                    s.deliver(conv, seq, as_chat)
                 else:
                     as_notice = as_notice or codec.encode(message(row, MsgType.NOTICE))
-                    s.deliver(conv, row.seq, as_notice)
+                    s.deliver(conv, seq, as_notice)
         if publish and self.fanout is not None:
             live = as_chat if row.msg_type != CHAT_MSG and extra is not None else None
             self.fanout.row(row, users, live, affected)

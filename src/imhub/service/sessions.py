@@ -10,7 +10,7 @@ to the transport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 from imhub.protocol import codec
@@ -165,7 +165,8 @@ class Session:
         if self.held is not None:
             self._hold(conv, seq, payload)
             return
-        floor = self.floor.get(conv, 0)
+        floors = self.floor
+        floor = floors.get(conv, 0)
         if seq <= floor:
             return
         if self.on_gap is not None and seq > floor + 1:
@@ -174,7 +175,7 @@ class Session:
             self.ahead.setdefault(conv, {})[seq] = payload
             self.on_gap(self, conv)
             return
-        self.floor[conv] = seq
+        floors[conv] = seq
         if payload is not None:
             self.outlet.send(payload)
         if self.ahead is not None and conv in self.ahead:
@@ -390,6 +391,12 @@ class SessionRegistry:
 
     def sessions_of(self, user_id: int) -> list[Session]:
         return self._by_user.get(user_id, [])
+
+    @property
+    def by_user(self) -> Mapping[int, list[Session]]:
+        """User id -> that user's connections (users with none are absent): for loops over
+        many users, which look each up without a call per user."""
+        return self._by_user
 
     def online(self, user_id: int) -> bool:
         return user_id in self._by_user
