@@ -9,7 +9,8 @@ On each database (``0``: a fresh one; else one made by ``bench.history_gen``, ca
 a copy of it (``bench.common.run_on_fresh_server(..., database=...)``) and measures:
 
 - one-to-one p99 send→delivery at 2,000 msgs/s offered (``bench.p2p.latency``; its 100 pairs
-  are conversations with long histories on a grown database);
+  are conversations with long histories on a grown database); on another server (another
+  copy) the most one-to-one messages/s over TCP (``bench.p2p.throughput``, the same pairs);
 - a login of a user with a backlog of 1,000 messages over 50 conversations (50 peers send 20
   each first): to the login answer, and to the last backlog message;
 - a history page (20 messages) of one of those conversations; a sync page (200 messages)
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -172,6 +174,14 @@ async def _workloads(port: int, pid: int, seconds: float) -> dict[str, Any]:
     }
 
 
+async def _throughput(port: int, pid: int, seconds: float) -> dict[str, Any]:
+    """On a server of its own: its client ids would be taken for retries of the latency's."""
+    from bench import p2p
+
+    most = await p2p.throughput(port, "tcp", pairs=PAIRS, seconds=seconds)
+    return {"tcp_msgs_per_s": most["msgs_per_s"], "complete": most["complete"]}
+
+
 def grown(cache: Path, messages: int) -> tuple[Path, dict[str, Any]]:
     """The database of ``messages`` messages, made unless a matching one is cached."""
     conversations = max(1000, messages // MESSAGES_PER_CONVERSATION)
@@ -186,25 +196,28 @@ def grown(cache: Path, messages: int) -> tuple[Path, dict[str, Any]]:
 
 
 def run(sizes: tuple[int, ...], repeat: int, cache: Path, seconds: float) -> list[dict[str, Any]]:
-    """Every size, ``repeat`` times, one server (on a copy of the database) per run."""
-    rows = []
+    """Every size, ``repeat`` times, one server (on a copy of the database) per run; the
+    sizes take turns, so that a noisy minute on the shared machine does not land on one."""
     dbs = {n: grown(cache, n) if n else (None, {}) for n in sizes}
-    for n in sizes:
-        db, stats = dbs[n]
-        runs = []
-        for i in range(repeat):
-            copy_started = time.perf_counter()
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    for i in range(repeat):
+        for n in sizes:
+            started, load1 = time.perf_counter(), os.getloadavg()[0]
             result = run_on_fresh_server(
                 lambda port, pid: _workloads(port, pid, seconds),
                 users=LOGIN_USER + LOGIN_PEERS,
-                database=db,
+                database=dbs[n][0],
             )
-            result["run_s"] = round(time.perf_counter() - copy_started, 1)
-            record = {"label": f"history {n}", "repeat": i, "stored": n, **result}
-            print(json.dumps(record), flush=True)
-            runs.append(result)
-        rows.append({"stored": n, "db_mib": stats.get("db_mib", 0), "runs": runs})
-    return rows
+            most = run_on_fresh_server(
+                lambda port, pid: _throughput(port, pid, seconds), PAIRS * 2, dbs[n][0]
+            )
+            result["complete"] = result["complete"] and most["complete"]
+            result["tcp_msgs_per_s"] = most["tcp_msgs_per_s"]
+            result["run_s"] = round(time.perf_counter() - started, 1)  # the copies included
+            result["load1"] = round(load1, 2)
+            print(json.dumps({"label": f"history {n}", "repeat": i, **result}), flush=True)
+            runs[n].append(result)
+    return [{"stored": n, "db_mib": dbs[n][1].get("db_mib", 0), "runs": runs[n]} for n in sizes]
 
 
 def family(quick: bool, repeat: int, about: dict[str, Any], cache: Path = CACHE) -> str:

@@ -12,6 +12,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 COLUMNS = {
     "p99_2000_ms": "p99 at 2,000/s",
     "p50_2000_ms": "p50 at 2,000/s",
+    "tcp_msgs_per_s": "msgs/s TCP",
     "login_answer_ms": "login answer",
     "login_backlog_ms": "login + 1,000 backlog",
     "history_page_ms": "history page (20)",
@@ -22,6 +23,10 @@ COLUMNS = {
 
 def medians(row: dict[str, Any]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in row["runs"]) for k in COLUMNS}
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
@@ -35,9 +40,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
         cells = []
         for key in COLUMNS:
             values = [r[key] for r in row["runs"]]
-            cell = f"{med[key]:.2f}"
+            cell = _num(med[key])
             if len(values) > 1:
-                cell += f" [{min(values):.2f}–{max(values):.2f}]"
+                cell += f" [{_num(min(values))}–{_num(max(values))}]"
             if fresh and row["stored"] and fresh[key]:
                 cell += f" (**{med[key] / fresh[key]:.2f}×**)"
             cells.append(cell)
