@@ -38,7 +38,7 @@ from imhub.service.auth import TokenAuthority
 PER_PEER = 20  # backlog messages from each of the LOGIN_PEERS peers
 HISTORY_LIMIT = 20
 SYNC_LIMIT = 200
-GENERATOR_VERSION = 1  # bump when history_gen writes something else: cached files are redone
+GENERATOR_VERSION = 2  # bump when history_gen writes something else: cached files are redone
 SIZES = (0, 1_000_000, 3_000_000, 10_000_000)
 MESSAGES_PER_CONVERSATION = 100  # 10 million messages in 100,000 conversations
 CACHE = Path("/tmp/imhub-history")  # generated databases, kept between runs

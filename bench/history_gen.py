@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,51 @@ def migrate(data_dir: Path) -> Path:
     return data_dir / "imhub.db"
 
 
+def person_messages(p: Plan, seed: int, t0: int) -> Iterator[tuple[Any, ...]]:
+    """Every one-to-one message, chat by chat: (chat_id, seq, from, to, body, client id,
+    send time)."""
+    rng = random.Random(seed + 1)
+    for i, ((a, b), k) in enumerate(zip(p.chats, p.chat_sizes, strict=True)):
+        yield from _person_rows(i + 1, a, b, k, rng, t0)
+
+
+def team_messages(p: Plan, seed: int, t0: int) -> Iterator[tuple[Any, ...]]:
+    """Every group message, group by group: (team_id, seq, msg_type, from, body_type, body,
+    client id, send time)."""
+    rng = random.Random(seed + 2)
+    for i, (members, k) in enumerate(zip(p.groups, p.group_sizes, strict=True)):
+        yield from _team_rows(i + 1, members, k, rng, t0)
+
+
+def chat_rows(p: Plan, seed: int) -> list[tuple[int, ...]]:
+    """The ``chat`` rows (the columns ``_CHAT`` names): pairs, then group members."""
+    rng = random.Random(seed + 3)
+    rows: list[tuple[int, ...]] = []
+    for i, ((a, b), k) in enumerate(zip(p.chats, p.chat_sizes, strict=True)):
+        unread = 0 if i < PAIRS + LOGIN_PEERS else rng.choice((0, 0, 0, 1, 2, 5))
+        rows.append((i + 1, 0, a, b, 0, k, k, max(0, k - unread), 0))
+    chat_id = len(p.chats)
+    for i, (members, k) in enumerate(zip(p.groups, p.group_sizes, strict=True)):
+        for u in members:
+            chat_id += 1
+            read = k if i == 0 else max(0, k - rng.choice((0, 0, 1, 3)))
+            rows.append((chat_id, 1, 0, u, i + 1, 0, 0, read, 1))
+    return rows
+
+
+def team_rows(p: Plan) -> list[tuple[Any, ...]]:
+    """The ``team`` rows: id, name, admin, admin's name, last seq."""
+    return [
+        (i + 1, f"g{i + 1}", members[0], f"u{members[0]}", k)
+        for i, (members, k) in enumerate(zip(p.groups, p.group_sizes, strict=True))
+    ]
+
+
+def chunks(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    while part := list(islice(rows, size)):
+        yield part
+
+
 def generate(out: Path, messages: int, conversations: int, seed: int = 1) -> dict[str, Any]:
     """Write the database ``out/imhub.db`` (replacing one there); what was written, and how
     long it took."""
@@ -169,7 +215,6 @@ def generate(out: Path, messages: int, conversations: int, seed: int = 1) -> dic
         old.unlink(missing_ok=True)
     migrate(out)
     p = plan(messages, conversations, seed)
-    rng = random.Random(seed + 1)
     t0 = int(time.time() * 1000) - 31 * DAY_MS
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("pragma journal_mode=off")
@@ -181,46 +226,27 @@ def generate(out: Path, messages: int, conversations: int, seed: int = 1) -> dic
         " values (?, ?, '', '', 0, 0)",
         ((u, f"u{u}") for u in range(1, p.users + 1)),
     )
-    pending = 0
-    chat_rows = []
-    for i, ((a, b), k) in enumerate(zip(p.chats, p.chat_sizes, strict=True)):
-        chat_id = i + 1
-        db.executemany(_PERSON, _person_rows(chat_id, a, b, k, rng, t0))
-        unread = 0 if i < PAIRS + LOGIN_PEERS else rng.choice((0, 0, 0, 1, 2, 5))
-        chat_rows.append((chat_id, 0, a, b, 0, k, k, max(0, k - unread), 0))
-        pending += k
-        if pending >= 500_000:
+    for sql, rows in ((_PERSON, person_messages(p, seed, t0)), (_TEAM, team_messages(p, seed, t0))):
+        for part in chunks(rows, 500_000):
+            db.executemany(sql, part)
             db.execute("commit")
             db.execute("begin")
-            pending = 0
-    db.executemany(_CHAT, chat_rows)
-    chat_id = len(p.chats)
-    team_rows, member_rows = [], []
-    for i, (members, k) in enumerate(zip(p.groups, p.group_sizes, strict=True)):
-        team_id = i + 1
-        db.executemany(_TEAM, _team_rows(team_id, members, k, rng, t0))
-        team_rows.append((team_id, f"g{team_id}", members[0], f"u{members[0]}", k))
-        for u in members:
-            chat_id += 1
-            read = k if i == 0 else max(0, k - rng.choice((0, 0, 1, 3)))
-            member_rows.append((chat_id, 1, 0, u, team_id, 0, 0, read, 1))
-        pending += k
-        if pending >= 500_000:
-            db.execute("commit")
-            db.execute("begin")
-            pending = 0
+    db.executemany(_CHAT, chat_rows(p, seed))
     db.executemany(
         "insert into team (team_id, team_name, team_admin, team_admin_name, last_seq, version,"
         " delete_flag) values (?, ?, ?, ?, ?, 0, 0)",
-        team_rows,
+        team_rows(p),
     )
-    db.executemany(_CHAT, member_rows)
     db.execute("commit")
     db.execute("pragma journal_mode=wal")  # as the server leaves it
     db.close()
-    seconds = time.perf_counter() - started
+    return _stats(p, time.perf_counter() - started, path.stat().st_size)
+
+
+def _stats(p: Plan, seconds: float, size: int) -> dict[str, Any]:
+    stored = sum(p.chat_sizes) + sum(p.group_sizes)
     return {
-        "messages": sum(p.chat_sizes) + sum(p.group_sizes),
+        "messages": stored,
         "conversations": len(p.chats) + len(p.groups),
         "chats": len(p.chats),
         "groups": len(p.groups),
@@ -229,6 +255,6 @@ def generate(out: Path, messages: int, conversations: int, seed: int = 1) -> dic
         "bench_pair_messages": p.chat_sizes[0],
         "bench_group_messages": p.group_sizes[0],
         "seconds": round(seconds, 1),
-        "rows_per_s": round((sum(p.chat_sizes) + sum(p.group_sizes)) / seconds),
-        "db_mib": round(path.stat().st_size / 2**20),
+        "rows_per_s": round(stored / seconds),
+        "db_mib": round(size / 2**20),
     }
