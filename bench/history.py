@@ -2,6 +2,7 @@
 
     python -m bench.history generate --messages 10000000 --conversations 100000 --out DIR
     python -m bench.history run [--quick] [--sizes 0 1000000 3000000 10000000]
+    python -m bench.history run --backend postgresql [--sizes …]   # bench/history_pg.py
     python -m bench.run --only history     # the same, and its section of docs/bench-results.md
 
 On each database (``0``: a fresh one; else one made by ``bench.history_gen``, cached in
@@ -249,6 +250,7 @@ def main() -> None:
     bench.add_argument("--sizes", type=int, nargs="+")
     bench.add_argument("--repeat", type=int)
     bench.add_argument("--cache", type=Path, default=CACHE)
+    bench.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     if args.command == "generate":
         print(json.dumps(generate(args.out, args.messages, args.conversations, args.seed)))
@@ -256,7 +258,13 @@ def main() -> None:
     from bench.history_report import summary
 
     sizes = tuple(args.sizes or ((0, 1_000_000) if args.quick else SIZES))
-    rows = run(sizes, args.repeat or (1 if args.quick else 3), args.cache, 3 if args.quick else 5)
+    repeat, seconds = args.repeat or (1 if args.quick else 3), 3 if args.quick else 5
+    if args.backend == "postgresql":
+        from bench.history_pg import run_postgres
+
+        rows = run_postgres(sizes, repeat, seconds)
+    else:
+        rows = run(sizes, repeat, args.cache, seconds)
     print(summary(rows))
 
 

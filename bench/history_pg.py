@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -89,6 +90,67 @@ async def generate_postgres(
     finally:
         await conn.close()
     return _stats(p, time.perf_counter() - started, size)
+
+
+def run_postgres(sizes: tuple[int, ...], repeat: int, seconds: float) -> list[dict[str, Any]]:
+    """``bench.history.run`` on PostgreSQL (durable: fsync on, ``bench.backends``), sharing
+    CPU 0 with imhub: each grown database generated once in the run, each run on a copy
+    (``TEMPLATE``, file copy), a fresh database per run for size 0. Rows as ``run``'s."""
+    import tempfile
+    from pathlib import Path
+
+    import uvloop
+
+    from bench.backends import Backend, Imhub
+    from bench.history import MESSAGES_PER_CONVERSATION, _throughput, _workloads
+    from bench.history_gen import LOGIN_PEERS, LOGIN_USER
+    from tests.databases import Database
+
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    made: dict[int, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="imhub-history-pg-") as root:
+        backend = Backend("postgresql", Path(root) / "pg")
+        server = backend._server
+        assert server is not None
+        copies = iter(range(1_000_000))
+
+        def database(n: int, folder: Path) -> Database:
+            if not n:
+                return backend.fresh(folder, LOGIN_USER + LOGIN_PEERS)
+            name = f"run_{next(copies)}"
+            server.admin(f"CREATE DATABASE {name} TEMPLATE grown_{n} STRATEGY FILE_COPY")
+            return Database(server.url(name), server.url(name, "psycopg"), "postgresql")
+
+        try:
+            for n in sizes:
+                if n:
+                    server.admin(f"CREATE DATABASE grown_{n}")
+                    convs = max(1000, n // MESSAGES_PER_CONVERSATION)
+                    made[n] = asyncio.run(generate_postgres(server.url(f"grown_{n}"), n, convs))
+                    print(json.dumps({"generated_postgres": made[n]}), flush=True)
+            backend.pin({0})
+            for i in range(repeat):
+                for n in sizes:
+                    result: dict[str, Any] = {"load1": round(os.getloadavg()[0], 2)}
+                    for work in (_workloads, _throughput):
+                        folder = Path(root) / f"imhub-{n}-{i}-{work.__name__}"
+                        db = database(n, folder)
+                        imhub = Imhub(folder, db, cpus=[0])
+                        try:
+                            os.sched_setaffinity(0, {1})
+                            part = uvloop.run(work(imhub.port, imhub.pid, seconds))
+                        finally:
+                            imhub.stop()
+                            db.dispose()
+                            server.admin(f"DROP DATABASE {db.url.rsplit('/', 1)[1]}")
+                        complete = result.get("complete", True) and part.pop("complete")
+                        result.update(part, complete=complete)
+                    print(json.dumps({"label": f"history pg {n}", "repeat": i, **result}))
+                    runs[n].append(result)
+        finally:
+            backend.close()
+    return [{"stored": n, "db_mib": made.get(n, {}).get("db_mib", 0), "runs": runs[n]}
+            for n in sizes]  # fmt: skip
 
 
 def main() -> None:
