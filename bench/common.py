@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import shutil
 import sqlite3
@@ -16,14 +15,20 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 HEADER = struct.Struct(">I")
+# msgspec on the load generator's side too: with the standard library's json it, not the
+# server, would set the pace of the floor relay (bench/floor.py).
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 SECRET = "bench-secret-" + "z" * 32
 API_KEY = "bench"
 CAPACITY = {"IMHUB_MSG_RATE": "0", "IMHUB_USER_MSG_RATE": "0", "IMHUB_API_RATE": "0"}
 
 
 def frame(obj: dict[str, Any]) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = _encode(obj)
     return HEADER.pack(len(data)) + data
 
 
@@ -52,7 +57,7 @@ class Conn(asyncio.Protocol):
             (n,) = HEADER.unpack_from(buf, pos)
             if len(buf) - pos - 4 < n:
                 break
-            self.on_msg(json.loads(bytes(buf[pos + 4 : pos + 4 + n])))
+            self.on_msg(_decode(buf[pos + 4 : pos + 4 + n]))
             pos += 4 + n
         del buf[:pos]
 
@@ -110,13 +115,13 @@ class WsConn(Conn):
             if len(buf) - start < n:
                 break
             if buf[pos] & 0x0F in (1, 2):
-                self.on_msg(json.loads(bytes(buf[start : start + n])))
+                self.on_msg(_decode(buf[start : start + n]))
             pos = start + n
         del buf[:pos]
 
     @staticmethod
     def encode(obj: dict[str, Any]) -> bytes:
-        data = json.dumps(obj, separators=(",", ":")).encode()
+        data = _encode(obj)
         n = len(data)
         if n < 126:
             head = bytes((0x81, 0x80 | n))

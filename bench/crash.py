@@ -3,6 +3,7 @@ same database each time, and check that nothing it acknowledged was lost or doub
 
     python -m bench.crash --kills 20 --backend sqlite
     python -m bench.crash --kills 20 --backend postgresql
+    python -m bench.crash --kills 20 --durability os     # answered before the fsync
 
 Several ``imhub.client`` users (half over TCP, half over WebSocket) send one-to-one and group
 messages and recall some of their own; group owners add, remove and rename members, and
@@ -299,6 +300,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=6)
     parser.add_argument("--rate", type=float, default=60.0, help="sends per second per user")
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--durability", choices=("fsync", "os"), default="fsync", help="the server's level"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # not the clients' reconnection warnings
 
@@ -307,7 +311,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="imhub-crash-"))
     backend = Backend(args.backend, root)
     try:
-        server = KilledServer(root / "server", backend.factory)
+        server = KilledServer(root / "server", backend.factory, durability=args.durability)
         result = asyncio.run(crash_run(server, args.kills, args.users, rate=args.rate,
                                        seed=args.seed))  # fmt: skip
     finally:

@@ -18,13 +18,19 @@ from imhub.service.auth import TokenAuthority
 
 
 async def fanout(
-    port: int, members: int = 1000, rounds: int = 20, window: int = 10, seconds: float = 5
+    port: int,
+    members: int = 1000,
+    rounds: int = 20,
+    window: int = 10,
+    seconds: float = 5,
+    api_port: int | None = None,
 ) -> dict[str, Any]:
+    """``api_port``: where the HTTP API is when it is not on ``port`` (the floor relay)."""
     auth = TokenAuthority(SECRET)
     owner = 1
     team = (
         await post(
-            port,
+            api_port or port,
             "/api/v1/teams/create",
             {"userId": owner, "teamName": "bench", "memberIds": list(range(2, members + 1))},
         )

@@ -6,9 +6,10 @@ prints a JSON line per measurement, appends them to ``bench/results.jsonl``, and
 Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`` and
 ``docs/bench-memory.png``.
 
-    python -m bench.run                 # everything, 3 repetitions (about 10 minutes)
-    python -m bench.run --quick         # one repetition, smaller sizes (about 2 minutes)
-    python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle
+    python -m bench.run                 # ratios to the floor, then idle (about 12 minutes)
+    python -m bench.run --quick         # one repetition, smaller sizes (about 3 minutes)
+    python -m bench.run --only ratios   # imhub ÷ the floor relay (bench/ratios.py, issue 14)
+    python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle (absolute)
     python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~5 min)
     python -m bench.run --only flood    # issue 13: bench/flood.py, a pair's p99 under floods
     python -m bench.run --only soak     # bench/soak.py: 10 minutes (--quick: 1 minute)
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, flood, idle, p2p, scaleout, soak
+from bench import fanout, flood, idle, p2p, ratios, scaleout, soak
 from bench.common import run_on_fresh_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +204,7 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) 
 
 
 SCALE_FAMILIES = ("databases", "scaleout")
-FAMILIES = ("p2p", "latency", "fanout", "idle", "flood")
+FAMILIES = ("ratios", "p2p", "latency", "fanout", "idle", "flood")
 SCALE_NOTES = {
     "databases": (
         "One-to-one over TCP on each database, fresh database per run, repetitions "
@@ -235,8 +236,6 @@ def scale_runs(families: list[str], quick: bool, repeat: int, about: dict[str, A
             out.flush()
 
         done = scaleout.run_families(families, quick, repeat, emit)
-    path = DOCS / "bench-results.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     for family in families:
         rows = []
         for fam, label, runs in done:
@@ -252,12 +251,7 @@ def scale_runs(families: list[str], quick: bool, repeat: int, about: dict[str, A
             + f"<!-- /{family} -->\n"
         )
         print(section)
-        found = re.search(rf"<!-- {family} -->.*?<!-- /{family} -->\n", text, re.S)
-        if found:
-            text = text[: found.start()] + section + text[found.end() :]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+        replace_section(DOCS / "bench-results.md", family, section)
 
 
 def flood_runs(quick: bool, repeat: int, about: dict[str, Any]) -> None:
@@ -275,6 +269,45 @@ def flood_runs(quick: bool, repeat: int, about: dict[str, Any]) -> None:
     print(table([summarize("flood", runs)]))
 
 
+def ratio_runs(quick: bool, repeat: int, about: dict[str, Any]) -> str:
+    """Issue 14's table (bench/ratios.py): SQLite, and PostgreSQL where its server is
+    installed; returned, and written as its own section of docs/bench-results.md."""
+    from tests.services import PG_BIN
+
+    backends = ["sqlite"] + (["postgresql"] if (PG_BIN / "postgres").exists() else [])
+    with open(ROOT / "bench" / "results.jsonl", "a") as out:
+
+        def emit(record: dict[str, Any]) -> None:
+            print(json.dumps(record), flush=True)
+            out.write(json.dumps({**record, "machine": about}) + "\n")
+
+        rows, host = ratios.run(backends, repeat, 3 if quick else 5, emit=emit)
+    section = (
+        "<!-- ratios -->\n## imhub ÷ the floor (issue 14)\n\n"
+        f"Commit {about['commit']}, {about['cpu']}; {repeat} run(s) of each workload on the "
+        "floor relay (`bench/floor.py`: no storage, no checks) and on imhub on a fresh "
+        "database, interleaved; ratio: median of the runs' ratios [min–max]. Server (and "
+        "database server) on CPU 0, load generator on CPU 1, durable commits. Made by "
+        "`make bench` (`python -m bench.run --only ratios`).\n\n"
+        + ratios.table(rows, host)
+        + "<!-- /ratios -->\n"
+    )
+    print(section)
+    replace_section(DOCS / "bench-results.md", "ratios", section)
+    return section
+
+
+def replace_section(path: Path, family: str, section: str) -> None:
+    """Put ``section`` in place of the file's ``<!-- family -->`` section, or at its end."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    found = re.search(rf"<!-- {family} -->.*?<!-- /{family} -->\n", text, re.S)
+    if found:
+        text = text[: found.start()] + section + text[found.end() :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -283,14 +316,23 @@ def main() -> None:
         "--only",
         nargs="+",
         choices=[*FAMILIES, *SCALE_FAMILIES, "soak", "history"],
-        help="families to run (default: all but flood, history, "
-        + ", ".join(SCALE_FAMILIES)
-        + " and soak)",
+        help="families to run (default: ratios and idle)",
     )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     about = machine()
     print(json.dumps({"machine": about}), flush=True)
+    if not args.only:
+        args.only = ["ratios", "idle"]
+        default = True
+    else:
+        default = False
+    ratio_table = ""
+    if "ratios" in args.only:
+        ratio_table = ratio_runs(args.quick, repeat, about)
+        args.only.remove("ratios")
+        if not args.only:
+            return
     if args.only and "flood" in args.only:
         flood_runs(args.quick, repeat, about)
         args.only.remove("flood")
@@ -337,13 +379,14 @@ def main() -> None:
         "Server on CPU 0, load generator on CPU 1, SQLite (WAL, synchronous=FULL); "
         f"{repeat} run(s) each: median [min–max]. Made by `make bench`.\n\n" + table(rows)
     )
-    if not args.only:
+    if default:
         old = (DOCS / "bench-results.md").read_text()
         sections = re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->\n", old, re.S)
         kept = "".join(m.group(0) for m in sections)  # the scale-out families' sections
         (DOCS / "bench-results.md").write_text(text + ("\n" + kept if kept else ""))
         plots(rows)
     print(text)
+    print(ratio_table)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ CPU includes SQLite's thread. Not part of ``make bench``; for profiling work:
     PYTHONPATH=src:. .venv/bin/python -m bench.send_path --backend postgresql
                                     # on a throw-away PostgreSQL (or mariadb) started here,
                                     # with the tests' settings (no fsync): CPU, not the disk
+    taskset -c 0 .venv/bin/python -m bench.send_path --pairs 1 --window 1 -n 3000 \
+        --durability os             # the fixed cost per commit without its fsync
+    PYTHONPATH=src:. .venv/bin/python -m bench.send_path --backend postgresql --durable ...
+                                    # PostgreSQL fsyncing its commits (bench/backends.py)
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import uvloop
@@ -63,8 +68,11 @@ def _message(to_user: int, n: int) -> bytes:
     )
 
 
-async def _run(data: Path, url: str, pairs: int, window: int, total: int, profile: bool) -> None:
-    app = App(Config(data_dir=data, database_url=url, token_secret="s" * 32, api_key="k" * 32))
+async def _run(
+    data: Path, url: str, pairs: int, window: int, total: int, profile: bool, durability: str
+) -> None:
+    config = Config(data_dir=data, database_url=url, token_secret="s" * 32, api_key="k" * 32)
+    app = App(replace(config, durability=durability))  # type: ignore[arg-type]
     async with app.engine.begin() as conn:
         await conn.execute(
             insert(users_table),
@@ -119,32 +127,38 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "mariadb"], default="sqlite")
+    parser.add_argument("--durability", choices=["fsync", "os"], default="fsync")
+    parser.add_argument("--durable", action="store_true", help="database servers that fsync")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        url, stop = _database(args.backend, data)
+        url, stop = _database(args.backend, data, args.durable)
         try:
             subprocess.run(
                 [sys.executable, "-m", "imhub", "migrate", "--database-url", url],
                 check=True,
                 capture_output=True,
             )
-            uvloop.run(_run(data, url, args.pairs, args.window, args.n, args.profile))
+            uvloop.run(
+                _run(data, url, args.pairs, args.window, args.n, args.profile, args.durability)
+            )
         finally:
             stop()
 
 
-def _database(backend: str, data: Path) -> tuple[str, Callable[[], None]]:
-    """A fresh database's URL, and how to stop its server (test services: no fsync)."""
+def _database(backend: str, data: Path, durable: bool = False) -> tuple[str, Callable[[], None]]:
+    """A fresh database's URL, and how to stop its server (test services: no fsync, unless
+    ``durable``)."""
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{data / 'imhub.db'}", lambda: None
+    from bench.backends import DurableMariaDB, DurablePostgres
     from tests.services import MariaDB, Postgres
 
     if backend == "postgresql":
-        pg = Postgres()
+        pg = DurablePostgres() if durable else Postgres()
         pg.admin("CREATE DATABASE bench")
         return pg.url("bench"), pg.remove
-    mdb = MariaDB(data / "mariadb")
+    mdb = (DurableMariaDB if durable else MariaDB)(data / "mariadb")
     mdb.admin("CREATE DATABASE bench CHARACTER SET utf8mb4")
     return mdb.url("bench"), mdb.stop
 

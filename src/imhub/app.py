@@ -47,7 +47,14 @@ from imhub.service.users import UserService
 from imhub.storage.caches import StorageCaches
 from imhub.storage.chats import EnsurePairs, Pairs
 from imhub.storage.conversations import Sequences
-from imhub.storage.database import Checkpointer, ExclusiveLock, LockedError, create_engine, ping
+from imhub.storage.database import (
+    Checkpointer,
+    ExclusiveLock,
+    LockedError,
+    commit_setting,
+    create_engine,
+    ping,
+)
 from imhub.storage.locks import RowLocks
 from imhub.storage.messages import Recall, StoreMessages
 from imhub.storage.migrate import pending_migrations
@@ -72,7 +79,7 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = metrics = Metrics()
-        self.engine = engine = create_engine(config.db_url)
+        self.engine = engine = create_engine(config.db_url, config.durability)
         self.checkpointer = Checkpointer(engine)
         self.lock = ExclusiveLock(engine)
         # State the writer keeps between batches (caches of what only it changes), kept only
@@ -240,6 +247,7 @@ class App:
     async def start(self) -> None:
         try:
             pending = await pending_migrations(self.engine)
+            setting, on_disk = await commit_setting(self.engine)
         except SQLAlchemyError as exc:
             await self.engine.dispose()
             raise SystemExit(
@@ -248,6 +256,15 @@ class App:
         if pending:
             await self.engine.dispose()
             raise SystemExit("the database is not migrated: run `imhub migrate` first")
+        # What the database really does, read back: a database server set otherwise than
+        # asked (MySQL/MariaDB's server-wide flush, PostgreSQL's fsync) is said here. At INFO:
+        # the tests' and benchmarks' throw-away database servers run so on purpose.
+        log.info(
+            "durability %s: %s (a commit %s the disk)",
+            self.config.durability,
+            setting,
+            "waits for" if on_disk else "does not wait for",
+        )
         try:
             self.lock.acquire()
         except LockedError as exc:

@@ -26,7 +26,7 @@ from imhub.config import (
     shown,
     with_secrets,
 )
-from imhub.storage.database import url_problem
+from imhub.storage.database import durability_problem, url_problem
 
 _DEFAULTS = Config()
 _HELP = {
@@ -41,6 +41,8 @@ _HELP = {
     "idle_timeout": "Seconds of silence after which a connection is closed.",
     "max_outbound": "Bytes kept for one connection (unread output, messages held in a sync).",
     "batch_max": "Most writes committed in one transaction.",
+    "durability": "fsync: answer after the commit is on disk; os: once the OS has it "
+    "(survives a kill of imhub, not of the machine).",
     "recall_window": "Seconds during which a sender may recall a message.",
     "max_inflight": "Unanswered sends per connection before it is read no further.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
@@ -149,6 +151,9 @@ def serve(config: Config, reuse_port: bool) -> None:
         server_context(config)
     except ConfigError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
+    problem = durability_problem(config.db_url, config.durability)
+    if problem is not None:
+        raise click.UsageError(f"configuration: {problem}")
     if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
         raise click.UsageError(
             "configuration: cluster and workers > 1 need a database that several "

@@ -38,6 +38,9 @@ MAX_FRAME_LIMIT = 8 * 1024 * 1024
 FrameSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAME_LIMIT)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["text", "json"]
+# When a write is acknowledged: after its commit is on disk (fsync), or once the commit has
+# reached the operating system (os: survives the process, not the machine). docs/security.md.
+Durability = Literal["fsync", "os"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Config:
     idle_timeout: Seconds = 90.0
     max_outbound: Positive = 1024 * 1024  # bytes kept for one connection before it is dropped
     batch_max: Positive = 512  # messages committed in one transaction at most
+    durability: Durability = "fsync"  # "os": answered before the commit is on disk
     recall_window: NonNegative = 120.0  # seconds during which a sender may recall a message
     max_inflight: Positive = 1000  # unanswered sends per connection before it is read no further
     log_level: LogLevel = "INFO"

@@ -144,3 +144,55 @@ def test_a_database_or_folder_that_cannot_be_used_is_refused_by_name(
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert "pw" not in out.stderr  # a password is never shown
+
+
+def test_durability_is_read_from_each_source_and_a_bad_level_refused(tmp_path: Path) -> None:
+    assert Config().durability == "fsync"
+    file = toml(tmp_path, 'durability = "os"\n')
+    assert load(None, {}, file).config.durability == "os"
+    assert load(None, {"IMHUB_DURABILITY": "os"}, None).config.durability == "os"
+    assert load({"durability": "fsync"}, {"IMHUB_DURABILITY": "os"}, None).config.durability == (
+        "fsync"
+    )
+    with pytest.raises(ConfigError, match=r"IMHUB_DURABILITY='disk': expected one of 'fsync'"):
+        load(None, {"IMHUB_DURABILITY": "disk"}, None)
+
+
+def test_serve_refuses_durability_os_on_mysql_before_connecting(tmp_path: Path) -> None:
+    """MySQL/MariaDB flush at commit as the server says (server-wide): ``os`` would change
+    nothing there, so it is refused with what to do instead; no database server is needed to
+    be told (nothing listens at that address)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env["IMHUB_DATA_DIR"] = str(tmp_path)
+    url = "mysql+asyncmy://im:pw@127.0.0.1:1/im"
+    out = imhub("serve", "--durability", "os", "--database-url", url, env=env)
+    assert out.returncode == 2, out.stderr
+    assert "set innodb_flush_log_at_trx_commit = 2 on the server" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_serve_says_its_durability_as_the_database_has_it(tmp_path: Path) -> None:
+    """The line at start reads the setting back from a connection of the server's own pool
+    (``fsync`` on every backend: tests/storage/test_durability.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env |= {"IMHUB_DATA_DIR": str(tmp_path), "IMHUB_PORT": "0", "IMHUB_DURABILITY": "os"}
+    assert imhub("migrate", env=env).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imhub", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # the durability line comes before the listening one
+            lines.append(line)
+            if line.startswith("imhub listening on"):
+                break
+        expected = "durability os: SQLite synchronous=NORMAL (a commit does not wait for the disk)"
+        assert any(expected in line for line in lines), lines
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 2048
 CONNECT_TIMEOUT = 5.0  # seconds (PostgreSQL, MySQL/MariaDB)
 STATEMENT_TIMEOUT = 10.0  # seconds one statement may wait for the server's answer
+BUSY_TIMEOUT_MS = 10_000  # how long a SQLite statement may wait for another process's lock
 
 
 def url_problem(url: str) -> str | None:
@@ -76,10 +77,11 @@ def _mysql_url(url: str) -> str:
     return parsed.update_query_dict({"charset": "utf8mb4"}).render_as_string(hide_password=False)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; on SQLite: WAL (readers never block the writer), full fsync on commit
-    (an acknowledged message survives power loss), and a busy timeout for a second process
-    such as ``imhub user add`` writing beside a running server.
+def create_engine(url: str, durability: str = "fsync", **kwargs: Any) -> AsyncEngine:
+    """An async engine; on SQLite: WAL (readers never block the writer), a commit fsynced
+    before it returns (``synchronous=FULL``: an acknowledged message survives power loss;
+    ``durability="os"``: ``NORMAL``, see ``durability_problem``), and a busy timeout for a
+    second process such as ``imhub user add`` writing beside a running server.
 
     New databases use 2 KiB pages (SQLite's default is 4): a commit writes every page it
     changed into the WAL whole, and a small batch changes one index page per conversation, so
@@ -94,7 +96,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     snapshot would hide a row another writer committed after our transaction's first read,
     such as the copy of a message a retry at another node stored: see docs/architecture.md),
     pooled connections checked before use; on MySQL/MariaDB a strict ``sql_mode`` and utf8mb4
-    with a binary collation for the session."""
+    with a binary collation for the session. PostgreSQL with ``durability="os"``: the
+    session's ``synchronous_commit=off``."""
+    problem = durability_problem(url, durability)
+    if problem is not None:
+        raise ValueError(problem)
     backend = make_url(url).get_backend_name()
     if backend != "sqlite":
         # A pooled connection the database dropped (a restart, a failover) is found before
@@ -105,15 +111,20 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # request forever: connecting and each statement have a time limit, after which the
     # request fails like any outage (``storage.outage``: a retryable 500).
     if backend == "postgresql":
-        kwargs.setdefault(
-            "connect_args", {"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT}
-        )
+        pg_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT}
+        if durability == "os":  # sent with the connection's start-up, no statement of its own
+            pg_args["server_settings"] = {"synchronous_commit": "off"}
+        kwargs.setdefault("connect_args", pg_args)
     if backend in ("mysql", "mariadb"):
         kwargs.setdefault(
             "connect_args",
             {"connect_timeout": int(CONNECT_TIMEOUT), "read_timeout": int(STATEMENT_TIMEOUT)},
         )
         url = _mysql_url(url)
+    if backend == "sqlite":
+        # The writer runs its statements on the loop's thread (``bulk.Script``), the rest of
+        # the connection's work in aiosqlite's: never at once, never in the same thread.
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "check_same_thread": False}
     engine = create_async_engine(url, **kwargs)
     if backend in ("mysql", "mariadb"):
 
@@ -131,12 +142,61 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first table, or ignored
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA synchronous={_SQLITE_SYNCHRONOUS[durability]}")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
     return engine
+
+
+# Durability (``Config.durability``, docs/security.md "Crash safety"): "fsync" answers a write
+# once its commit is on disk; "os" once the commit has reached the operating system, which
+# keeps it through a kill of imhub but may lose the last commits (never corrupting anything)
+# if the machine stops first. SQLite WAL with NORMAL syncs the WAL only at checkpoints
+# (``Checkpointer``: every 0.5 s under load); PostgreSQL's asynchronous commit leaves the
+# flush to its WAL writer (at most 3 × ``wal_writer_delay`` late, 600 ms by default).
+DURABILITY = ("fsync", "os")
+_SQLITE_SYNCHRONOUS = {"fsync": "FULL", "os": "NORMAL"}
+_SQLITE_LEVELS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
+def durability_problem(url: str, durability: str) -> str | None:
+    """Why ``durability`` cannot be had on ``url``'s database, or None. MySQL/MariaDB flush
+    their log at commit as the server-wide ``innodb_flush_log_at_trx_commit`` says, which a
+    client cannot set for its session: there "os" would change nothing, so it is refused
+    rather than shown as in effect when it is not."""
+    if durability not in DURABILITY:
+        return f"durability: expected one of {', '.join(map(repr, DURABILITY))}"
+    if durability == "os" and make_url(url).get_backend_name() in ("mysql", "mariadb"):
+        return (
+            "durability = os cannot be set by imhub on MySQL/MariaDB: when a commit reaches"
+            " the disk is the database server's innodb_flush_log_at_trx_commit (server-wide)."
+            " Keep durability = fsync; to trade durability for speed, set"
+            " innodb_flush_log_at_trx_commit = 2 on the server (imhub then warns at start)"
+        )
+    return None
+
+
+async def commit_setting(engine: AsyncEngine) -> tuple[str, bool]:
+    """The database's own settings that decide when a commit is on disk, read back on a
+    connection of the pool (what the connection hook set, or the server's values), and
+    whether a commit then waits for the disk. (``synchronous_commit`` other than ``off``, such
+    as ``local`` or ``remote_write``, all wait for the local flush.)"""
+    name = engine.dialect.name
+    async with engine.connect() as conn:
+        if name == "sqlite":
+            level = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+            text = _SQLITE_LEVELS.get(int(level or 0), str(level))
+            return f"SQLite synchronous={text}", text in ("FULL", "EXTRA")
+        if name == "postgresql":
+            value = str((await conn.exec_driver_sql("SHOW synchronous_commit")).scalar())
+            if str((await conn.exec_driver_sql("SHOW fsync")).scalar()) == "off":
+                return f"PostgreSQL synchronous_commit={value}, fsync=off", False
+            return f"PostgreSQL synchronous_commit={value}", value != "off"
+        sql = "SELECT @@GLOBAL.innodb_flush_log_at_trx_commit"
+        value = str((await conn.exec_driver_sql(sql)).scalar())
+        return f"MySQL/MariaDB innodb_flush_log_at_trx_commit={value}", value == "1"
 
 
 # Errors that say "another transaction was in the way; the same work may succeed now":

@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
+from imhub.storage.bulk import commit_sqlite
 from imhub.storage.database import transient
 from imhub.storage.outage import UNAVAILABLE, OutageLog
 from imhub.storage.staged import Transaction
@@ -95,6 +96,7 @@ class BatchWriter:
         deadline: float | None = None,
     ) -> None:
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
         self._tx = tx
         self._batch_max = batch_max
         # Upkeep that must run on the writer's connection while no batch is open (the end of
@@ -217,12 +219,17 @@ class BatchWriter:
                 if self._conn is None:
                     self._conn = await self._engine.connect()
                 conn = self._conn
-                async with conn.begin():
-                    runs = [(k, [j.item for j in run]) for k, run in groupby(jobs, key=_kind)]
-                    if self._lock_rows is not None:
-                        await self._lock_rows(conn, runs)  # before anything else locks a row
+                runs = [(k, [j.item for j in run]) for k, run in groupby(jobs, key=_kind)]
+                if self._sqlite:  # pysqlite begins at the first write (``commit_sqlite``)
                     for kind, items in runs:
                         results.extend(await kind.run(conn, items))
+                    await commit_sqlite(conn)
+                else:
+                    async with conn.begin():
+                        if self._lock_rows is not None:
+                            await self._lock_rows(conn, runs)  # before anything locks a row
+                        for kind, items in runs:
+                            results.extend(await kind.run(conn, items))
         except BaseException:  # any failure, cancellation included: nothing was written
             tx.discard()
             await self._disconnect()  # the next batch starts on a fresh connection
