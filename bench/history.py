@@ -30,11 +30,14 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.common import SECRET, Conn, connect, run_on_fresh_server
+from bench.common import SECRET, Conn, connect, copy_database, run_on_fresh_server
 from bench.history_gen import LOGIN_PEERS, LOGIN_USER, PAIRS, generate
 from imhub.service.auth import TokenAuthority
+
+if TYPE_CHECKING:
+    from tests.databases import Database
 
 PER_PEER = 20  # backlog messages from each of the LOGIN_PEERS peers
 HISTORY_LIMIT = 20
@@ -194,6 +197,19 @@ def grown(cache: Path, messages: int) -> tuple[Path, dict[str, Any]]:
     made.write_text(json.dumps(stats))
     print(json.dumps({"generated": stats}), flush=True)
     return where / "imhub.db", stats
+
+
+def grown_database(folder: Path, messages: int, cache: Path = CACHE) -> Database:
+    """A copy in ``folder`` of the grown SQLite database of ``messages`` messages (made once,
+    then cached), as a ``Database`` for ``bench.backends.Imhub``: how ``bench.ratios`` (or
+    any bench started that way) runs its workloads on a grown database instead of
+    ``Backend.fresh`` (users 1..20,000 at least exist already)."""
+    from tests.databases import Database
+
+    source, _ = grown(cache, messages)
+    path = folder / "imhub.db"
+    copy_database(source, path)
+    return Database(f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", "sqlite")
 
 
 def run(sizes: tuple[int, ...], repeat: int, cache: Path, seconds: float) -> list[dict[str, Any]]:
