@@ -155,9 +155,16 @@ async def connect(
     return conn
 
 
-def start_server(data: Path, users: int = 0, **env: str) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    data: Path, users: int = 0, database: Path | None = None, **env: str
+) -> tuple[subprocess.Popen[str], int]:
     """A migrated server on a fresh SQLite database with ``users`` users (ids 1 to N), pinned
-    to CPU 0 when possible; the caller should pin itself to CPU 1 (``pin_self``)."""
+    to CPU 0 when possible; the caller should pin itself to CPU 1 (``pin_self``).
+
+    ``database``: start from a copy of that SQLite file instead (a grown one made by
+    ``bench.history``), so every run starts from the same rows; users it lacks are added."""
+    if database is not None:
+        copy_database(database, data / "imhub.db")
     full = {
         **os.environ,
         "IMHUB_DATA_DIR": str(data),
@@ -179,9 +186,10 @@ def start_server(data: Path, users: int = 0, **env: str) -> tuple[subprocess.Pop
     )
     if users:
         with sqlite3.connect(data / "imhub.db") as db:
+            (have,) = db.execute("select coalesce(max(user_id), 0) from users").fetchone()
             db.executemany(
                 "insert into users (username, mobile, head_img) values (?, '', '')",
-                [(f"u{i}",) for i in range(1, users + 1)],
+                [(f"u{i}",) for i in range(have + 1, users + 1)],
             )
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     # BENCH_PROFILE=FILE runs the server under cProfile and writes its profile there on exit.
@@ -198,6 +206,16 @@ def start_server(data: Path, users: int = 0, **env: str) -> tuple[subprocess.Pop
     )
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline().rsplit(":", 1)[1])
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of an SQLite database (its WAL included), through SQLite's own
+    backup: a plain file copy would miss what is still in the WAL."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst, pages=65536)
+    with sqlite3.connect(target) as dst:
+        dst.execute("pragma journal_mode=wal")
 
 
 def pin_self() -> None:
@@ -224,17 +242,20 @@ def stop_server(proc: subprocess.Popen[str]) -> float:
 
 
 def run_on_fresh_server(
-    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]], users: int = 0
+    run: Callable[..., Coroutine[Any, Any, dict[str, Any]]],
+    users: int = 0,
+    database: Path | None = None,
 ) -> dict[str, Any]:
     """Start a fresh server, pin this process to the other core, run ``run(port)`` under
-    uvloop; returns its result with the server's and this process's CPU seconds."""
+    uvloop; returns its result with the server's and this process's CPU seconds.
+    ``database``: on a copy of that grown SQLite file (``start_server``)."""
     import tempfile
     import time
 
     import uvloop
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(Path(tmp), users)
+        proc, port = start_server(Path(tmp), users, database)
         try:
             pin_self()
             cpu = time.process_time()

@@ -13,6 +13,7 @@ Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`
     python -m bench.run --only databases scaleout   # issue 12: bench/scaleout.py (~5 min)
     python -m bench.run --only flood    # issue 13: bench/flood.py, a pair's p99 under floods
     python -m bench.run --only soak     # bench/soak.py: 10 minutes (--quick: 1 minute)
+    python -m bench.run --only history  # issue 14: bench/history.py, fresh vs grown databases
 
 The ``databases`` and ``scaleout`` families (SQLite, PostgreSQL and MariaDB side by side;
 workers and nodes of a cluster) start their own database servers and Redis and are not part
@@ -203,6 +204,7 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) 
 
 
 SCALE_FAMILIES = ("databases", "scaleout")
+FAMILIES = ("ratios", "p2p", "latency", "fanout", "idle", "flood")
 SCALE_NOTES = {
     "databases": (
         "One-to-one over TCP on each database, fresh database per run, repetitions "
@@ -315,7 +317,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["ratios", "p2p", "latency", "fanout", "idle", "flood", *SCALE_FAMILIES, "soak"],
+        choices=[*FAMILIES, *SCALE_FAMILIES, "soak", "history"],
         help="families to run (default: ratios and idle)",
     )
     args = parser.parse_args()
@@ -345,6 +347,13 @@ def main() -> None:
             out.write(json.dumps({"label": "soak", **result, "machine": about}) + "\n")
         print(json.dumps(result), flush=True)
         args.only.remove("soak")
+        if not args.only:
+            return
+    if args.only and "history" in args.only:  # makes its databases once (minutes), then reuses
+        from bench import history
+
+        print(history.family(args.quick, repeat, about), flush=True)
+        args.only.remove("history")
         if not args.only:
             return
     scale = [f for f in SCALE_FAMILIES if args.only and f in args.only]
