@@ -4,11 +4,9 @@ and the WAL checkpoints that keep commits short."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +286,6 @@ class Checkpointer:
 
     async def _run(self) -> None:
         async with self._engine.connect() as conn:
-            await driver_thread(conn, _lower_priority)
             while True:
                 await asyncio.sleep(self._interval)
                 try:
@@ -302,25 +299,6 @@ class Checkpointer:
         if self._catch_up:
             self._catch_up = False
             await checkpoint(conn)
-
-
-# The nice value of the background checkpoint's thread (Linux keeps one per thread): on a
-# busy core it gets about a tenth of the CPU beside the event loop (CFS weights 110 to
-# 1,024) instead of half, so a round stalls no message (the p99 at 10,000 msgs/s was set by
-# the rounds), yet keeps pace with a saturated writer; on an idle core it runs at full speed.
-CHECKPOINT_NICE = 10
-
-
-def _lower_priority() -> None:
-    with contextlib.suppress(OSError, AttributeError):  # not Linux/Unix: the default share
-        os.setpriority(os.PRIO_PROCESS, 0, CHECKPOINT_NICE)  # 0: the calling thread
-
-
-async def driver_thread(conn: AsyncConnection, call: Callable[[], object]) -> None:
-    """Run ``call`` in the thread of ``conn``'s aiosqlite connection."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    await driver._execute(call)
 
 
 async def checkpoint(conn: AsyncConnection) -> tuple[int, int, int]:
