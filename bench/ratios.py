@@ -33,11 +33,12 @@ from typing import Any
 
 import uvloop
 
-from bench import fanout, hostcost, p2p
+from bench import fanout, history, hostcost, p2p
 from bench.backends import Backend, Imhub, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = 5
+GROWN = 10_000_000  # messages in the database of the ``NAME:grown`` runs (bench.history)
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,16 @@ def run_floor(work: Workload) -> dict[str, Any]:
         return _measure(pid, work.run(tcp, http))
 
 
-def run_imhub(work: Workload, backend: Backend, **options: Any) -> dict[str, Any]:
-    """One run on imhub with ``IMHUB_*`` ``options`` (e.g. ``durability="os"``)."""
+def run_imhub(work: Workload, backend: Backend, grown: int = 0, **options: Any) -> dict[str, Any]:
+    """One run on imhub with ``IMHUB_*`` ``options`` (e.g. ``durability="os"``), on a fresh
+    database or (SQLite, ``grown``) on a copy of one holding that many messages."""
     with tempfile.TemporaryDirectory(prefix="imhub-ratio-") as name:
         tmp = Path(name)
-        db = backend.fresh(tmp / "db", work.users)
+        if grown:
+            (tmp / "db").mkdir()
+            db = history.grown_database(tmp / "db", grown)
+        else:
+            db = backend.fresh(tmp / "db", work.users)
         backend.pin({0})
         cpus = {0} if shutil.which("taskset") else None
         server = Imhub(tmp / "n0", db, cpus=cpus, **options)
@@ -200,6 +206,53 @@ def summarize(
     }
 
 
+def growth(
+    results: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]],
+    chosen: list[Workload],
+) -> list[dict[str, Any]]:
+    """Grown ÷ fresh for each workload run on both (``sqlite:grown`` and ``sqlite``), taken
+    within each repetition; targets ≥ 0.9× for a rate, ≤ 1.5× for a p99 (issue 14)."""
+    rows = []
+    for work in chosen:
+        big, small = results.get((work.key, "sqlite:grown")), results.get((work.key, "sqlite"))
+        if not big or not small:
+            continue
+        pairs = zip(big, small, strict=True)
+        ratios = [g[work.metric] / f[work.metric] for (g, _), (f, _) in pairs]
+        target = 0.9 if work.higher_is_better else 1.5
+        middle = round(statistics.median(ratios), 3)
+        rows.append(
+            {
+                "workload": work.key, "title": work.title,
+                "grown": statistics.median(g[work.metric] for g, _ in big),
+                "fresh": statistics.median(f[work.metric] for f, _ in small),
+                "ratio": middle, "ratio_min": round(min(ratios), 3),
+                "ratio_max": round(max(ratios), 3), "target": target,
+                "met": work.met(middle, target), "runs": len(ratios),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def growth_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = [
+        f"\nOn a database holding {GROWN:,} messages in {GROWN // 100:,} conversations "
+        "(`bench.history`) ÷ on a fresh one, SQLite:\n",
+        "| workload | grown | fresh | grown ÷ fresh | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        sign = "≥" if r["workload"] in ("tcp", "ws", "group") else "≤"
+        spread = f" [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]" if r["runs"] > 1 else ""
+        lines.append(
+            f"| {r['title']} | {r['grown']:,} | {r['fresh']:,} | {r['ratio']:.2f}×{spread} "
+            f"| {sign} {r['target']:.1f}× | {'yes' if r['met'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def table(rows: list[dict[str, Any]], host: dict[str, Any]) -> str:
     lines = [
         f"Host ({host['date']}): fdatasync of 4 KiB p50 {host['fsync_p50_us']} µs, p99 "
@@ -218,7 +271,7 @@ def table(rows: list[dict[str, Any]], host: dict[str, Any]) -> str:
             f"| {r['ratio']:.2f}×{spread} | {sign} {r['target']:.2f}× "
             f"| {'yes' if r['met'] else '**no**'} | {r['complete']} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + growth_table(host.get("growth", []))
 
 
 def run(
@@ -227,7 +280,8 @@ def run(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """The whole table: the host's commit cost first, then ``repeat`` rounds of every
     workload on the floor and on each backend (``NAME`` or ``NAME:os`` for
-    ``--durability os``). Returns (rows, host)."""
+    ``--durability os``, ``sqlite:grown`` on a copy of a database of ``GROWN`` messages).
+    Returns (rows, host)."""
     host = hostcost.measure()
     emit({"label": "hostcost", **host})
     chosen = [w for w in workloads(seconds) if only is None or w.key in only]
@@ -241,9 +295,10 @@ def run(
                     floor = run_floor(work)
                     emit({"label": f"floor {work.key}", "repeat": i, **floor})
                     for name in backends:
-                        base, _, level = name.partition(":")
-                        options = {"durability": level} if level else {}
-                        mine = run_imhub(work, opened[base], **options)
+                        base, _, variant = name.partition(":")
+                        options = {"durability": variant} if variant == "os" else {}
+                        size = GROWN if variant == "grown" else 0
+                        mine = run_imhub(work, opened[base], size, **options)
                         emit({"label": f"imhub {work.key} {name}", "repeat": i, **mine})
                         results.setdefault((work.key, name), []).append((mine, floor))
         finally:
@@ -254,6 +309,7 @@ def run(
         for work in chosen
         for name in backends
     ]
+    host["growth"] = growth(results, chosen)
     return rows, host
 
 
