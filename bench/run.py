@@ -271,11 +271,13 @@ def flood_runs(quick: bool, repeat: int, about: dict[str, Any]) -> None:
 
 def ratio_runs(quick: bool, repeat: int, about: dict[str, Any]) -> str:
     """Issue 14's table (bench/ratios.py): SQLite, and PostgreSQL where its server is
-    installed; returned, and written as its own section of docs/bench-results.md."""
+    installed, each also with ``--durability os``, and SQLite on a grown database (made
+    once by bench.history, a few minutes); returned, and written as its own section of
+    docs/bench-results.md."""
     from tests.services import PG_BIN
 
     names = ["sqlite", "postgresql"] if (PG_BIN / "postgres").exists() else ["sqlite"]
-    backends = names + [f"{name}:os" for name in names]
+    backends = names + [f"{name}:os" for name in names] + ["sqlite:grown"]
     with open(ROOT / "bench" / "results.jsonl", "a") as out:
 
         def emit(record: dict[str, Any]) -> None:
