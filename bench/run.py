@@ -38,6 +38,7 @@ from bench.common import run_on_fresh_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+SECTION = re.compile(r"<!-- (\w+) -->.*?<!-- /\1 -->\n", re.S)  # a family's own section
 MAX_PER_PROCESS = 19_900  # the machine's cap of 20,000 open files per process, less a margin
 
 Scenario = tuple[str, str, Callable[..., Any], int]  # family, label, run(port, pid), users
@@ -385,9 +386,12 @@ def main() -> None:
     )
     if default:
         old = (DOCS / "bench-results.md").read_text()
-        sections = re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->\n", old, re.S)
-        kept = "".join(m.group(0) for m in sections)  # the scale-out families' sections
-        (DOCS / "bench-results.md").write_text(text + ("\n" + kept if kept else ""))
+        found = {m.group(1): m.group(0) for m in SECTION.finditer(old)}
+        # The ratios to the floor first: they are what carries from one host to another.
+        kept = "".join(found[k] + "\n" for k in sorted(found, key=lambda k: k != "ratios"))
+        title, _, rest = text.partition("\n\n")
+        absolute = "## Absolute figures of this run (read them with the host)\n\n" + rest
+        (DOCS / "bench-results.md").write_text(f"{title}\n\n{kept}{absolute}")
         plots(rows)
     print(text)
     print(ratio_table)

@@ -81,7 +81,11 @@ class TcpConnection(asyncio.Protocol):
         if (budget is not None and budget.cut) or not transport.can_write_eof():
             transport.close()
             return
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already (asyncio's own loop says so; uvloop not)
+            transport.close()
+            return
         transport.resume_reading()
         self._linger_end = self._loop.time() + self._gateway.config.login_timeout
         self._loop.call_later(LINGER_QUIET, self._linger)
