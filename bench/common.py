@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import shutil
 import sqlite3
 import ssl
@@ -272,3 +273,15 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def replace_section(path: Path, family: str, section: str) -> None:
+    """Put ``section`` in place of the file's ``<!-- family -->…<!-- /family -->`` section
+    (docs/bench-results.md keeps one per bench family), or at the end of the file."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    found = re.search(rf"<!-- {family} -->.*?<!-- /{family} -->\n", text, re.S)
+    if found:
+        text = text[: found.start()] + section + text[found.end() :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)

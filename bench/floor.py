@@ -24,7 +24,6 @@ import asyncio
 import base64
 import itertools
 import signal
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,8 @@ import msgspec
 import uvloop
 from aiohttp import WSMsgType, web
 
-HEADER = struct.Struct(">I")
+from bench.common import HEADER, Conn
+
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -94,43 +94,23 @@ def _user_of(token: str) -> int:
     return int(claims["sub"])
 
 
-class FrameRelay(asyncio.Protocol):
-    """One TCP connection: length-prefixed frames in, frames out once per loop tick."""
+class FrameRelay(Conn):
+    """One TCP connection: the load generator's own framing (``bench.common.Conn``) reads
+    the frames; what the relay sends goes out once per loop tick."""
 
     def __init__(self, relay: Relay) -> None:
+        super().__init__(self._received)
         self.relay = relay
         self.user = 0
-        self.buf = bytearray()
-        self.out: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos = 0
-        while len(buf) - pos >= 4:
-            (n,) = HEADER.unpack_from(buf, pos)
-            if len(buf) - pos - 4 < n:
-                break
-            msg = _decode(bytes(buf[pos + 4 : pos + 4 + n]))
-            self.user = self.relay.handle(self.send, msg, self.user)
-            pos += 4 + n
-        del buf[:pos]
+    def _received(self, msg: dict[str, Any]) -> None:
+        self.user = self.relay.handle(self.send, msg, self.user)
 
     def send(self, data: bytes) -> None:
-        if not self.out:
+        if not self._out:
             self.loop.call_soon(self.flush)
-        self.out.append(HEADER.pack(len(data)))
-        self.out.append(data)
-
-    def flush(self) -> None:
-        if self.out and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(self.out)
-        self.out.clear()
+        self._out += (HEADER.pack(len(data)), data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.leave(self.user, self.send)

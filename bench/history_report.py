@@ -3,10 +3,11 @@ docs/bench-results.md (``<!-- history -->``), as ``bench.run --only history`` wr
 
 from __future__ import annotations
 
-import re
 import statistics
 from pathlib import Path
 from typing import Any
+
+from bench.common import replace_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 COLUMNS = {
@@ -93,12 +94,5 @@ def write_section(rows: list[dict[str, Any]], about: dict[str, Any], repeat: int
         "unread messages over 50 conversations. Plot: docs/history-growth.png. Made by "
         "`python -m bench.run --only history`.\n\n" + summary(rows) + "<!-- /history -->\n"
     )
-    path = DOCS / "bench-results.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    found = re.search(r"<!-- history -->.*?<!-- /history -->\n", text, re.S)
-    if found:
-        text = text[: found.start()] + section + text[found.end() :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(DOCS / "bench-results.md", "history", section)
     return section

@@ -244,13 +244,16 @@ def growth_table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        sign = "≥" if r["workload"] in ("tcp", "ws", "group") else "≤"
-        spread = f" [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]" if r["runs"] > 1 else ""
-        lines.append(
-            f"| {r['title']} | {r['grown']:,} | {r['fresh']:,} | {r['ratio']:.2f}×{spread} "
-            f"| {sign} {r['target']:.1f}× | {'yes' if r['met'] else '**no**'} |"
-        )
+        lines.append(f"| {r['title']} | {r['grown']:,} | {r['fresh']:,} | {_judged(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def _judged(r: dict[str, Any]) -> str:
+    """A row's last cells: the ratio [min–max], the target, met."""
+    sign = "≥" if r["workload"] in ("tcp", "ws", "group") else "≤"
+    spread = f" [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]" if r["runs"] > 1 else ""
+    met = "yes" if r["met"] else "**no**"
+    return f"{r['ratio']:.2f}×{spread} | {sign} {r['target']:.2f}× | {met}"
 
 
 def table(rows: list[dict[str, Any]], host: dict[str, Any]) -> str:
@@ -264,12 +267,9 @@ def table(rows: list[dict[str, Any]], host: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        sign = "≥" if r["workload"] in ("tcp", "ws", "group") else "≤"
-        spread = f" [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]" if r["runs"] > 1 else ""
         lines.append(
             f"| {r['title']} | {r['backend']} | {r['imhub']:,} | {r['floor']:,} "
-            f"| {r['ratio']:.2f}×{spread} | {sign} {r['target']:.2f}× "
-            f"| {'yes' if r['met'] else '**no**'} | {r['complete']} |"
+            f"| {_judged(r)} | {r['complete']} |"
         )
     return "\n".join(lines) + "\n" + growth_table(host.get("growth", []))
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import fanout, flood, idle, p2p, ratios, scaleout, soak
-from bench.common import run_on_fresh_server
+from bench.common import replace_section, run_on_fresh_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -300,17 +300,6 @@ def ratio_runs(quick: bool, repeat: int, about: dict[str, Any]) -> str:
     print(section)
     replace_section(DOCS / "bench-results.md", "ratios", section)
     return section
-
-
-def replace_section(path: Path, family: str, section: str) -> None:
-    """Put ``section`` in place of the file's ``<!-- family -->`` section, or at its end."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    found = re.search(rf"<!-- {family} -->.*?<!-- /{family} -->\n", text, re.S)
-    if found:
-        text = text[: found.start()] + section + text[found.end() :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def main() -> None:
