@@ -202,12 +202,11 @@ async def commit_sqlite(conn: AsyncConnection) -> None:
     """Commit the writer's SQLite transaction in one hand-off to aiosqlite's thread.
 
     SQLAlchemy's ``begin()``/``commit()`` cost about 160 µs of CPU per transaction on
-    SQLite here (greenlet switches and its bookkeeping: 263 against 99 µs for a one-row
-    transaction, ``/tmp``-free measurement in docs/performance.md), a fixed cost paid by
-    every batch, which at moderate load holds one or two messages. pysqlite opens the
-    transaction itself at the first write, so the writer leaves SQLAlchemy's out on SQLite
-    and commits the driver's connection; a failure closes the connection, which rolls back.
-    """
+    SQLite (greenlet switches and bookkeeping: 263 against 99 µs for a one-row transaction
+    done in one hand-off; docs/architecture.md, *Storage*), a fixed cost every batch paid,
+    and at moderate load a batch holds a message or two. The transaction is the driver's
+    own (``Script`` opens it, or pysqlite at a first write made through SQLAlchemy); a
+    failure closes the connection, which rolls it back."""
     await driver_connection(conn).commit()
 
 
