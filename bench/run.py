@@ -6,7 +6,7 @@ prints a JSON line per measurement, appends them to ``bench/results.jsonl``, and
 Markdown table ``docs/bench-results.md`` and the plots ``docs/bench-latency.png`` and
 ``docs/bench-memory.png``.
 
-    python -m bench.run                 # ratios to the floor, then idle (about 12 minutes)
+    python -m bench.run                 # ratios to the floor, then idle (about 30 minutes)
     python -m bench.run --quick         # one repetition, smaller sizes (about 3 minutes)
     python -m bench.run --only ratios   # imhub ÷ the floor relay (bench/ratios.py, issue 14)
     python -m bench.run --only fanout   # one family: p2p, latency, fanout, idle (absolute)
