@@ -256,15 +256,24 @@ class App:
         if pending:
             await self.engine.dispose()
             raise SystemExit("the database is not migrated: run `imhub migrate` first")
-        # What the database really does, read back: a database server set otherwise than
-        # asked (MySQL/MariaDB's server-wide flush, PostgreSQL's fsync) is said here. At INFO:
-        # the tests' and benchmarks' throw-away database servers run so on purpose.
-        log.info(
-            "durability %s: %s (a commit %s the disk)",
-            self.config.durability,
-            setting,
-            "waits for" if on_disk else "does not wait for",
-        )
+        # What the database really does, read back. A database server set otherwise than
+        # `fsync` asks (PostgreSQL's synchronous_commit or fsync off, MySQL/MariaDB's
+        # server-wide flush) breaks that level's promise: said as a warning.
+        if self.config.durability == "fsync" and not on_disk:
+            log.warning(
+                "durability fsync asked, but %s: a commit does not wait for the disk, so a "
+                "crash of the database server or of the machine can lose acknowledged "
+                "messages; set the database to flush at commit (docs/security.md, Crash "
+                "safety)",
+                setting,
+            )
+        else:
+            log.info(
+                "durability %s: %s (a commit %s the disk)",
+                self.config.durability,
+                setting,
+                "waits for" if on_disk else "does not wait for",
+            )
         try:
             self.lock.acquire()
         except LockedError as exc:
