@@ -14,6 +14,8 @@ from sqlalchemy import event, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from imhub.storage.outage import OutageLog
+
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2048
@@ -274,6 +276,7 @@ class Checkpointer:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._catch_up = False  # a background round ran; the writer finishes it
+        self._outage = OutageLog(log)
 
     def start(self) -> None:
         if self._engine.dialect.name == "sqlite":
@@ -291,8 +294,9 @@ class Checkpointer:
                 try:
                     await checkpoint(conn)
                     self._catch_up = True
-                except Exception:  # a busy database now is not a reason to stop for good
-                    log.exception("WAL checkpoint failed")
+                except Exception as exc:  # a busy database now is no reason to stop for good
+                    if not self._outage.note(exc):  # a full disk: a line per 10 s, no trace
+                        log.exception("WAL checkpoint failed")
 
     async def between_batches(self, conn: AsyncConnection) -> None:
         """The writer's part, run by it outside any transaction (``BatchWriter``)."""

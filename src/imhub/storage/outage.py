@@ -1,4 +1,5 @@
-"""Telling a database that cannot be reached apart from a bug.
+"""Telling a database that cannot be reached (or a SQLite file that cannot be written)
+apart from a bug.
 
 While the database is down (stopped, restarting, the network to it cut) every statement
 fails. That is not a fault of the request, and a traceback per request would bury the one
@@ -10,6 +11,7 @@ traceback. The pool reconnects by itself (``pool_pre_ping``), so nothing here wa
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
 from sqlalchemy.exc import DBAPIError
@@ -25,15 +27,22 @@ _PG_DOWN = ("08", "57P")
 # MySQL/MariaDB error numbers: server shutdown (1053), connection killed (1927), cannot
 # connect (2002, 2003), server gone away (2006), connection lost (2013, 2055).
 _MYSQL_DOWN = frozenset({1053, 1927, 2002, 2003, 2006, 2013, 2055})
+# SQLite primary result codes of a file that cannot be written or read: I/O error (a full
+# disk shows as one too, as may a file size limit), disk full, cannot open. Every statement
+# fails alike until the operator acts: an outage, not a bug of the request.
+_SQLITE_DOWN = frozenset({10, 13, 14})  # SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
 
 
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database could not be reached (or the link to it broke),
     rather than that a statement was wrong. Looks at ``exc`` and at the error it wraps."""
-    for err in (exc, exc.__cause__):
+    for err in (exc, exc.__cause__, getattr(exc, "orig", None)):
         if err is None:
             continue
         if isinstance(err, OSError | PoolTimeout):  # refused, reset, timed out; pool empty
+            return True
+        # Raw from the writer's statements (run on the loop's thread), or wrapped.
+        if isinstance(err, sqlite3.Error) and err.sqlite_errorcode & 0xFF in _SQLITE_DOWN:
             return True
         if isinstance(err, DBAPIError):
             if err.connection_invalidated or isinstance(err.orig, OSError):
