@@ -276,7 +276,7 @@ class Checkpointer:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._catch_up = False  # a background round ran; the writer finishes it
-        self._outage = OutageLog(log)
+        self._outage = OutageLog(log, failed="checkpoints failed")  # it answers no request
 
     def start(self) -> None:
         if self._engine.dialect.name == "sqlite":

@@ -60,8 +60,11 @@ class OutageLog:
     """Says that the database is away at most once per ``interval`` seconds, with how many
     requests failed for it since the last line; one per component that meets the outage."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+    def __init__(
+        self, logger: logging.Logger, interval: float = 10.0, failed: str = "requests answered 500"
+    ) -> None:
         self._log = logger
+        self._what = failed  # what the count counts, for the log line
         self._limiter = LogLimiter(1, interval, time.monotonic)
         self._failed = 0
 
@@ -73,9 +76,10 @@ class OutageLog:
         self._failed += requests
         if self._limiter.allow() is not None:
             self._log.warning(
-                "database unavailable (%s): %d requests answered 500 since the last such line",
+                "database unavailable (%s): %d %s since the last such line",
                 type(exc.__cause__ or exc).__name__,
                 self._failed,
+                self._what,
             )
             self._failed = 0
         return True
