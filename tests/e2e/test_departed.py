@@ -152,3 +152,34 @@ async def test_a_member_added_again_is_not_synced_what_was_said_while_out(
     (group,) = [c for c in page["convs"] if c.get("teamId") == team]
     assert group["joinSeq"] == added["seq"]
     assert alice
+
+
+async def test_a_retry_refused_now_gets_the_answer_its_message_had(server: ServerProcess) -> None:
+    """A client that lost the answer to a stored message retries it after the sender was
+    removed from the group, or after the peer was deleted: it gets the original answer, not a
+    403 or 404 that would show a delivered message as failed. A new message is refused."""
+    alice, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    carol = await server.add_user("carol")
+    team = await group_of(a, [bob, carol])
+    await b.expect(16)  # the creation
+    said = await b.chat_team(team, "g1", "stored before the removal")
+    told = await b.chat(carol, "p1", "stored before the deletion")
+    await ask(a, {"msgType": 18, "teamId": team, "memberIds": [bob]}, 18)
+    assert (await server.call("DELETE", f"/api/v1/users/{carol}"))[0] == 204
+
+    await b.send({"msgType": 3, "teamId": team, "msgIdClient": "g1", "body": "again"})
+    again = await b.next_of(lambda m: m["msgType"] == 4)
+    assert again["code"] == 0 and again["msgIdServer"] == said["msgIdServer"]
+    assert again["seq"] == said["seq"] and again["sendTime"] == said["sendTime"]
+    await b.send({"msgType": 3, "toUserId": carol, "msgIdClient": "p1", "body": "again"})
+    again = await b.next_of(lambda m: m["msgType"] == 4)
+    assert again["code"] == 0 and again["msgIdServer"] == told["msgIdServer"]
+
+    await b.send({"msgType": 3, "teamId": team, "msgIdClient": "g2", "body": "new"})
+    assert (await b.next_of(lambda m: m["msgType"] == 8))["code"] == 403
+    await b.send({"msgType": 3, "toUserId": carol, "msgIdClient": "p2", "body": "new"})
+    assert (await b.next_of(lambda m: m["msgType"] == 8))["code"] == 404
+    assert server.count("select count(*) from team_msg where msg_id_client = 'g1'") == 1
+    assert server.count("select count(*) from person_msg where from_user_id = ?", bob) == 1
+    assert alice

@@ -101,6 +101,17 @@ class StoreMessages:
         if results is None:
             results = await self._store(conn, items, await _earlier(conn, items), new_only=False)
             assert results is not None  # a plain insert raises instead of colliding
+            return results
+        # A retry refused now (the sender removed from the group or deleted, the peer
+        # deleted) may be of a message stored before that: it gets its original answer, so a
+        # client that lost the first answer does not show a delivered message as failed.
+        refused = [m for m, r in zip(items, results, strict=True) if isinstance(r, ImError)]
+        if refused:
+            earlier = await _earlier(conn, refused)
+            for i, m in enumerate(items):
+                row = earlier.get((m.team_id != 0, m.from_user_id, m.msg_id_client))
+                if row is not None and isinstance(results[i], ImError):
+                    results[i] = Stored(row, True)
         return results
 
     async def _store(
