@@ -34,6 +34,15 @@ DEAD_AFTER = 6.0  # s without any answer on the subscriber link: it is dead
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 1.0  # s: a returning Redis is used within a second
 
 
+# One command for a round's publications (channel, data, channel, data, ...): redis-py spent
+# 13-20 us of this process's CPU on each PUBLISH of a pipeline, this about 3
+# (bench/cluster_bus.py). A call of PUBLISH_AT_ONCE holds Redis about a millisecond.
+PUBLISH_AT_ONCE = 500
+PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+"""
+
+
 def new_node_id() -> bytes:
     return secrets.token_hex(NODE_ID_BYTES // 2).encode()
 
@@ -53,6 +62,7 @@ class RedisBus:
             socket_keepalive=True,
         )
         self.presence = RedisPresence(self._redis, prefix, self.node_id.decode())
+        self._publish_all = self._redis.register_script(PUBLISH_ALL)
         self._channels: set[str] = set()
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
@@ -100,15 +110,23 @@ class RedisBus:
         self._closing = True
         with contextlib.suppress(RedisError, OSError):
             await self.presence.leave()
+        # redis-py can swallow a cancellation that lands while a command is in flight (its
+        # task then goes on, to its next wait): cancelled again until it ends.
+        pending = set(self._tasks)
+        for _ in range(20):
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.25)
+            if not pending:
+                break
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: failures were logged where they happened
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
 
-    # Publishing: a queue drained by one task, one pipeline per round, so news keeps its order.
+    # Publishing: a queue drained by one task, one script call per round (at most
+    # PUBLISH_AT_ONCE publications each), so news keeps its order.
 
     def publish(self, channel: str, data: bytes) -> None:
         if not self._up:
@@ -122,16 +140,18 @@ class RedisBus:
             await self._wake.wait()
             self._wake.clear()
             batch, self._outbox = self._outbox, []
-            if not batch:
-                continue
+            sent = 0
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for channel, data in batch:
-                    pipe.publish(channel, data)
-                await pipe.execute()
-                self.published += len(batch)
+                while sent < len(batch):
+                    args: list[str | bytes] = []
+                    for channel, data in batch[sent : sent + PUBLISH_AT_ONCE]:
+                        args.append(channel)
+                        args.append(data)
+                    await self._publish_all(args=args)
+                    sent += len(args) // 2
+                    self.published += len(args) // 2
             except (RedisError, OSError) as exc:
-                self.dropped += len(batch)
+                self.dropped += len(batch) - sent
                 self._lost(exc)
 
     # Subscribing: one pub/sub connection, remade after any failure.
@@ -227,15 +247,23 @@ class RedisBus:
         if missing:
             await pubsub.subscribe(*missing)
         tick = time.monotonic()
+        conn = pubsub.connection
+        assert conn is not None  # made by the subscribe above
+        buffered = _buffered_replies(conn)
         while True:
-            msg = await pubsub.get_message(timeout=1.0)
+            # The connection's own read, then every reply already parsed from the same bytes:
+            # pub/sub's get_message spent about 23 us of CPU per message on its layers
+            # (retries, health checks, a dict each), this about 1.5 (bench/cluster_bus.py).
+            reply = await conn.read_response(
+                timeout=1.0, disconnect_on_error=False, push_request=True
+            )
             now = time.monotonic()
             if now - tick > PING_EVERY:
                 # This process stood still (SIGSTOP, a stalled loop): the silence was ours,
                 # not the link's. Ask again now, and judge the link by that answer.
                 heard, pinged = now, now - PING_EVERY - 1.0
             tick = now
-            if msg is None:
+            if reply is None:
                 if now - heard > DEAD_AFTER:
                     raise TimeoutError("the Redis link went silent")
                 if now - pinged > PING_EVERY:
@@ -243,13 +271,22 @@ class RedisBus:
                     await pubsub.ping()
                 continue
             heard = now
-            kind = msg["type"]
-            if kind == "message":
-                self._deliver(msg["data"])
-            elif kind == "subscribe":
-                for fut in self._waiting.pop(msg["channel"].decode(), ()):
-                    if not fut.done():
-                        fut.set_result(None)
+            while reply is not None:
+                if isinstance(reply, list) and reply and reply[0] == b"message":
+                    self._deliver(reply[2])
+                else:
+                    await self._control(pubsub, reply)
+                reply = buffered()
+
+    async def _control(self, pubsub: Any, reply: Any) -> None:
+        """A reply that is not a message: a confirmation, a pong, an error."""
+        if isinstance(reply, Exception):
+            raise reply
+        msg = await pubsub.handle_message(reply)
+        if msg is not None and msg["type"] == "subscribe":
+            for fut in self._waiting.pop(msg["channel"].decode(), ()):
+                if not fut.done():
+                    fut.set_result(None)
 
     def _deliver(self, data: bytes) -> None:
         if data[:NODE_ID_BYTES] == self.node_id:
@@ -279,6 +316,26 @@ class RedisBus:
                 # Wake the subscriber task so that it starts over.
                 task = asyncio.ensure_future(self._pubsub.aclose())
                 task.add_done_callback(_quiet)
+
+
+def _buffered_replies(conn: Any) -> Callable[[], Any]:
+    """The next reply already read and parsed on ``conn`` (None when none is complete), from
+    its hiredis reader: redis-py (pinned) keeps that reader private, so without it every reply
+    is read through ``read_response`` (correct, and about ten times the CPU)."""
+    reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+    try:
+        from redis._parsers.hiredis import NOT_ENOUGH_DATA
+    except ImportError:
+        reader = None
+    if reader is None:
+        return lambda: None
+    gets = reader.gets
+
+    def next_reply() -> Any:
+        reply = gets()
+        return None if reply is NOT_ENOUGH_DATA else reply
+
+    return next_reply
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:
