@@ -151,21 +151,10 @@ def serve(config: Config, reuse_port: bool) -> None:
         server_context(config)
     except ConfigError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
-    problem = durability_problem(config.db_url, config.durability)
+    problem = serve_problem(config)
     if problem is not None:
         raise click.UsageError(f"configuration: {problem}")
-    if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
-        raise click.UsageError(
-            "configuration: cluster and workers > 1 need a database that several "
-            "processes share (PostgreSQL or MariaDB: --database-url); SQLite is one "
-            "process's database"
-        )
     if config.workers > 1:
-        if not config.cluster:
-            raise click.UsageError(
-                "configuration: workers > 1 needs --cluster redis://...: the workers are "
-                "nodes of one cluster"
-            )
         from imhub.workers import Workers
 
         argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
@@ -193,6 +182,21 @@ def migrate(config: Config) -> None:
     click.echo(f"database at the newest migration: {masked_url(config.db_url)}")
 
 
+def serve_problem(config: Config) -> str | None:
+    """What makes ``config`` unfit to serve with, though each value is valid on its own."""
+    problem = durability_problem(config.db_url, config.durability)
+    if problem is not None:
+        return problem
+    if (config.workers > 1 or config.cluster) and config.db_url.startswith("sqlite"):
+        return (
+            "cluster and workers > 1 need a database that several processes share "
+            "(PostgreSQL or MariaDB: --database-url); SQLite is one process's database"
+        )
+    if config.workers > 1 and not config.cluster:
+        return "workers > 1 needs --cluster redis://...: the workers are nodes of one cluster"
+    return None
+
+
 @main.group("config")
 def config_group() -> None:
     """Inspect the configuration."""
@@ -203,7 +207,11 @@ def config_group() -> None:
 def config_show(config_file: str | None, **values: Any) -> None:
     """Print the effective configuration as TOML, each value with where it came from; the
     token secret and the API key are masked."""
-    click.echo(shown(loaded_config(values, config_file)))
+    loaded = loaded_config(values, config_file)
+    problem = serve_problem(loaded.config)
+    if problem is not None:
+        raise click.UsageError(f"configuration: {problem}")
+    click.echo(shown(loaded))
 
 
 @main.group()

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
@@ -135,6 +136,9 @@ def load(
             values[key] = check(key, value, f"--{key.replace('_', '-')}", strict=False)
             sources[key] = "flag"
     config = Config(**values)
+    problem = cluster_problem(config.cluster) if config.cluster else None
+    if problem is not None:
+        raise ConfigError(f"cluster {masked_url(config.cluster)!r}: {problem}")
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("tls_cert and tls_key go together: give both or neither")
     if config.tls_only and not config.tls_cert:
@@ -198,6 +202,31 @@ def shown(loaded: Loaded) -> str:
         text = json.dumps(str(value) if isinstance(value, Path) else value)
         lines.append(f"{key} = {text}  # {note}")
     return "\n".join(lines)
+
+
+def cluster_problem(url: str) -> str | None:
+    """What is wrong with a ``--cluster`` URL (``redis://[user:password@]host[:port][/db]``,
+    ``rediss://`` for TLS, ``unix:///path/to/socket[?db=N]``), or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return "expected redis://host:port/db, rediss://... (TLS) or unix:///path"
+    if parts.scheme == "unix":
+        if not parts.path:
+            return "a unix:// URL needs the socket's path"
+        db = parse_qs(parts.query).get("db", ["0"])[-1]
+    else:
+        if not parts.hostname:
+            return "no host"
+        if port == 0:
+            return "port 0"
+        db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        return f"the database number {db!r} is not a number"
+    return None
 
 
 def masked_url(url: str) -> str:

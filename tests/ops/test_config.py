@@ -196,3 +196,42 @@ def test_serve_says_its_durability_as_the_database_has_it(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://x/", "expected redis://host:port/db"),
+        ("not a url", "expected redis://host:port/db"),
+        ("redis://127.0.0.1:notaport/0", "not a URL"),
+        ("redis://u:pw@h:x/0", "not a URL"),
+        ("redis://h/abc", "the database number 'abc' is not a number"),
+        ("redis://:6379/0", "no host"),
+        ("unix://", "needs the socket's path"),
+    ],
+)
+def test_a_bad_cluster_url_is_refused_by_name(tmp_path: Path, url: str, message: str) -> None:
+    """Found by an outside tester: each ended in redis-py's traceback at start (or, for a
+    database number that is not one, started on database 0 without a word)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env["IMHUB_DATA_DIR"] = str(tmp_path)
+    pg = "postgresql+asyncpg://im@127.0.0.1:1/im"
+    for command in ("serve", "config show"):
+        out = imhub(*command.split(), "--cluster", url, "--database-url", pg, env=env)
+        assert out.returncode == 2, out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr
+        assert "pw" not in out.stderr
+    for good in ("redis://h:6379/2", "rediss://u:pw@h/0", "unix:///run/redis.sock?db=1"):
+        assert load({"cluster": good}, {}, None).config.cluster == good
+
+
+def test_config_show_refuses_what_serve_refuses(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env["IMHUB_DATA_DIR"] = str(tmp_path)
+    mysql = "mysql+asyncmy://im:pw@127.0.0.1:1/im"
+    for args, message in (
+        (["--durability", "os", "--database-url", mysql], "innodb_flush_log_at_trx_commit"),
+        (["--workers", "2"], "need a database that several processes share"),
+    ):
+        out = imhub("config", "show", *args, env=env)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
