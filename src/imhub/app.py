@@ -201,7 +201,7 @@ class App:
             handlers[MsgType(op)] = self.teams.handle
         api = HttpApi(
             UserRoutes(self.users, presence),
-            InboxRoutes(InboxService(engine, self.history, config.max_outbound)),
+            InboxRoutes(InboxService(engine, self.history, config.outbound_limit)),
             MessagingRoutes(self.notices, self.system),
             TeamRoutes(self.teams, membership),
         )

@@ -36,6 +36,9 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 # statement over their max_allowed_packet (16 MiB by default), which a body near it, with its
 # row and escapes, would pass.
 MAX_FRAME_LIMIT = 8 * 1024 * 1024
+# Bytes the server adds to a message's JSON when it writes it: its ids, seq, sendTime, a
+# group event's names, the frame's header.
+FRAME_OVERHEAD = 4096
 FrameSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAME_LIMIT)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["text", "json"]
@@ -87,6 +90,15 @@ class Config:
     tls_cert: str = ""  # PEM certificate chain: TLS on the same port (with tls_key)
     tls_key: str = ""  # PEM private key of tls_cert
     tls_only: bool = False  # refuse plain connections (needs tls_cert and tls_key)
+
+    @property
+    def outbound_limit(self) -> int:
+        """Bytes one connection may hold (unread output, messages held in a sync):
+        ``max_outbound``, but never less than two of the largest frames the server writes (a
+        message of ``max_frame`` bytes, its server fields and frame header). A backlog or a
+        page waits until half the limit is free before it writes, so one message of any size
+        the server accepts always fits, and never makes its reader a slow consumer."""
+        return max(self.max_outbound, 2 * (self.max_frame + FRAME_OVERHEAD))
 
     @property
     def db_url(self) -> str:

@@ -131,3 +131,36 @@ async def test_a_login_backlog_with_a_small_limit_waits_for_the_reader(
     b = TcpClient(*await asyncio.open_connection(sock=sock))
     await b.login(srv.token(bob))
     assert [(await b.expect(7))["seq"] for _ in range(300)] == list(range(1, 301))
+
+
+@pytest.mark.parametrize("via", ["tcp", "ws"])
+async def test_a_message_larger_than_max_outbound_reaches_its_reader(
+    make_server: Callable[..., ServerProcess], via: str
+) -> None:
+    """Found by an outside tester: with --max-frame raised past --max-outbound, one large
+    message made its reader a slow consumer: dropped at once, and at every login, sync and
+    history after it, for good. A connection now holds at least two of the largest messages
+    the server accepts."""
+    srv = make_server(max_frame=2 * 1024 * 1024, max_outbound=256 * 1024)
+    _alice, a = await srv.online("alice")
+    bob, b = await srv.online("bob", via)
+    carol = await srv.add_user("carol")
+    huge = "h" * (1536 * 1024)  # 1.5 MiB: six times what one connection is allowed to hold
+    sent = await a.chat(bob, "huge", huge)
+    assert (await b.expect(7))["body"] == huge
+    await a.chat(bob, "after", "small")
+    assert (await b.expect(7))["body"] == "small"
+    await a.chat(carol, "huge-for-carol", huge)
+
+    c = await srv.connect(via)
+    await c.login(srv.token(carol))
+    assert (await c.expect(7))["body"] == huge  # the login backlog
+    await b.send({"msgType": 14, "chatId": sent["chatId"]})
+    history = await b.answer(14)
+    assert [m["body"] for m in history["messages"]] == [huge, "small"]
+    await b.send({"msgType": 11, "convs": [{"chatId": sent["chatId"], "seq": 0}]})
+    page = await b.answer(11)
+    assert [m["body"] for m in page["messages"]][:1] == [huge]
+    for conn in (b, c):  # both still served
+        await conn.send({"msgType": 15})
+        assert (await conn.answer(15))["code"] == 0

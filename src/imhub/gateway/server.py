@@ -202,7 +202,7 @@ class Gateway:
     ) -> FrameOutlet:
         cfg = self.config
         return FrameOutlet(
-            transport, header, cfg.max_outbound, closer, self.metrics, cfg.login_timeout
+            transport, header, cfg.outbound_limit, closer, self.metrics, cfg.login_timeout
         )
 
     def open_session(self, outlet: FrameOutlet, protocol: int) -> Session:
