@@ -156,3 +156,23 @@ def test_a_lone_surrogate_escape_is_refused_for_what_it_is() -> None:
         codec.decode(b'{"msgType": 3, "body": "\\ud800"}')
     assert refused.value.code == ErrorCode.BAD_REQUEST
     assert "surrogate" in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "echoed"),
+    [
+        (b'{"msgType":3,"msgIdClient":"ls","body":"\\udc00x"}', "ls"),
+        (b'{"msgType":3,"body":"\\ud800","msgIdClient":"after"}', "after"),
+        (b'{"msgType":3,"msgIdClient":"ok","body":"\\ud83d\\ude00\\udc00"}', "ok"),
+        (b'{"msgType":3,"msgIdClient":"l\\ud800s","body":"x"}', None),  # the id itself
+    ],
+)
+def test_a_lone_surrogate_elsewhere_still_echoes_the_msg_id_client(
+    payload: bytes, echoed: str | None
+) -> None:
+    """Found by an outside tester: invalid UTF-8 in the body echoed the id, half a surrogate
+    pair did not (msgspec refuses it even in a field it skips)."""
+    with pytest.raises(ImError) as refused:
+        codec.decode(payload)
+    assert refused.value.code == ErrorCode.BAD_REQUEST
+    assert refused.value.msg_id_client == echoed

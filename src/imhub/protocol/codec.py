@@ -126,7 +126,17 @@ def _recover_msg_id_client(payload: bytes | str) -> str | None:
     try:
         return _id_only.decode(payload).msg_id_client
     except Exception:  # not an object, or the id itself unreadable: nothing to echo
+        pass
+    # msgspec refuses half a surrogate pair even in a field it skips: read again with every
+    # such escape made harmless, unless that changed the id itself.
+    data = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+    if _SURROGATE.search(data) is None:
         return None
+    try:
+        found = _id_only.decode(_SURROGATE.sub(rb"\\uFFFD", data)).msg_id_client
+    except Exception:
+        return None
+    return None if found is not None and "\ufffd" in found else found
 
 
 def encode(msg: ImMsg) -> bytes:
