@@ -229,7 +229,7 @@ class App:
     def _caches_stale(self) -> None:
         """News from other nodes may have been missed (a Redis outage): forget what this node
         cached from the database (correctness never depended on it: ``storage.caches``)."""
-        log.info("cluster: caches forgotten after the outage")
+        log.debug("cluster: caches forgotten after the outage")  # said once per node's resync
         self.caches.forget_all()
 
     async def problem(self) -> str | None:

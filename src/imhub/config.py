@@ -251,12 +251,19 @@ def masked_url(url: str) -> str:
 
 
 def with_secrets(config: Config) -> Config:
-    """Fill an empty token secret or API key from the data folder, creating them on first use."""
+    """Fill an empty token secret or API key from the data folder, creating them on first use.
+    The folder is made when anything lives in it (those, or the default SQLite file), however
+    the secrets were given."""
+    if config.data_dir.exists() and not config.data_dir.is_dir():
+        raise ConfigError(f"data_dir {config.data_dir}: not a folder")
+    if not config.database_url:
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"data_dir {config.data_dir}: {exc.strerror}") from None
     if config.token_secret and config.api_key:
         return config
     path = config.data_dir / SECRETS_FILE
-    if config.data_dir.exists() and not config.data_dir.is_dir():
-        raise ConfigError(f"data_dir {config.data_dir}: not a folder")
     stored: dict[str, str] = {}
     if path.exists():
         stored = json.loads(path.read_text())

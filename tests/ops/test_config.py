@@ -235,3 +235,14 @@ def test_config_show_refuses_what_serve_refuses(tmp_path: Path) -> None:
     ):
         out = imhub("config", "show", *args, env=env)
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_the_data_folder_is_made_however_the_secrets_are_given(tmp_path: Path) -> None:
+    """Found by an outside tester: with the token secret and API key in variables, a missing
+    data folder was refused ("the SQLite file's folder does not exist"); without, made."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    env |= {"IMHUB_TOKEN_SECRET": "s" * 32, "IMHUB_API_KEY": "k" * 32}
+    data = tmp_path / "new" / "data"
+    out = imhub("migrate", "--data-dir", str(data), env=env)
+    assert out.returncode == 0, out.stderr
+    assert (data / "imhub.db").exists() and not (data / "secrets.json").exists()

@@ -238,6 +238,8 @@ class RedisBus:
         self.presence.flush()
         if not first.done():
             first.set_result(None)
+        if not was_down:
+            log.info("cluster bus (Redis) linked: node %s", self.node_id.decode())
         if was_down:
             log.warning("cluster bus (Redis) is back; catching up from storage")
             if self._on_resumed is not None:
