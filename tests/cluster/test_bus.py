@@ -10,7 +10,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 
 from imhub.cluster.bus import NODE_ID_BYTES
-from imhub.cluster.redisbus import PUBLISH_AT_ONCE, RedisBus, _buffered_replies
+from imhub.cluster.redisbus import PUBLISH_AT_ONCE, PUBLISH_BYTES, RedisBus, _buffered_replies
 from tests.services import Redis
 
 
@@ -63,6 +63,11 @@ async def test_news_keeps_its_order_across_rounds_larger_than_one_call(
         talker.publish("imhub:u:1", own)
         await heard.until(lambda items: items[-1] == own)
         assert heard.items.count(own) == 1 and len(heard.items) == n + 1
+        big = [talker.node_id + bytes([i]) * (PUBLISH_BYTES // 3) for i in range(8)]
+        for data in big:  # a round of several calls by size
+            talker.publish("imhub:u:1", data)
+        await heard.until(lambda items: len(items) == n + 1 + len(big))
+        assert heard.items[n + 1 :] == big
     finally:
         await talker.close()
         await listener.close()

@@ -38,6 +38,7 @@ BACKOFF_MIN, BACKOFF_MAX = 0.1, 1.0  # s: a returning Redis is used within a sec
 # 13-20 us of this process's CPU on each PUBLISH of a pipeline, this about 3
 # (bench/cluster_bus.py). A call of PUBLISH_AT_ONCE holds Redis about a millisecond.
 PUBLISH_AT_ONCE = 500
+PUBLISH_BYTES = 1024 * 1024  # and at most about this much news (one larger item goes alone)
 PUBLISH_ALL = """
 for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 """
@@ -126,7 +127,7 @@ class RedisBus:
             await self._redis.aclose()
 
     # Publishing: a queue drained by one task, one script call per round (at most
-    # PUBLISH_AT_ONCE publications each), so news keeps its order.
+    # PUBLISH_AT_ONCE publications or about PUBLISH_BYTES each), so news keeps its order.
 
     def publish(self, channel: str, data: bytes) -> None:
         if not self._up:
@@ -144,9 +145,13 @@ class RedisBus:
             try:
                 while sent < len(batch):
                     args: list[str | bytes] = []
+                    size = 0
                     for channel, data in batch[sent : sent + PUBLISH_AT_ONCE]:
+                        if size >= PUBLISH_BYTES:
+                            break  # Redis reads a whole command before it runs it
                         args.append(channel)
                         args.append(data)
+                        size += len(data)
                     await self._publish_all(args=args)
                     sent += len(args) // 2
                     self.published += len(args) // 2
