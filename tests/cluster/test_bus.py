@@ -124,3 +124,21 @@ async def test_replies_already_read_are_taken_without_a_read_each(redis_server: 
     finally:
         await pubsub.aclose()
         await client.aclose()
+
+
+async def test_a_redis_that_refuses_scripts_gets_news_pipelined(redis_server: Redis) -> None:
+    """An ACL without EVAL (as some managed services set): the publisher says so once and
+    pipelines its PUBLISHes instead."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    await admin.execute_command("ACL", "SETUSER", "default", "-@scripting")
+    listener, heard, talker = await _buses(redis_server.url, "imhub:u:4")
+    try:
+        for i in range(3):
+            talker.publish("imhub:u:4", talker.node_id + b"%d" % i)
+        await heard.until(lambda items: len(items) == 3)
+        assert [h[NODE_ID_BYTES:] for h in heard.items] == [b"0", b"1", b"2"]
+        assert talker.up and talker.outages == 0 and not talker._scripts
+    finally:
+        await talker.close()
+        await listener.close()
+        await admin.aclose()

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from imhub.cluster.bus import NODE_ID_BYTES
 from imhub.cluster.presence import RedisPresence
@@ -64,6 +64,7 @@ class RedisBus:
         )
         self.presence = RedisPresence(self._redis, prefix, self.node_id.decode())
         self._publish_all = self._redis.register_script(PUBLISH_ALL)
+        self._scripts = True  # False once Redis refused the script
         self._channels: set[str] = set()
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: Any = None
@@ -152,12 +153,29 @@ class RedisBus:
                         args.append(channel)
                         args.append(data)
                         size += len(data)
-                    await self._publish_all(args=args)
+                    await self._send(args)
                     sent += len(args) // 2
                     self.published += len(args) // 2
             except (RedisError, OSError) as exc:
                 self.dropped += len(batch) - sent
                 self._lost(exc)
+
+    async def _send(self, args: list[str | bytes]) -> None:
+        """Publish (channel, data, ...) pairs: one script call, or a pipeline on a Redis that
+        refuses scripts (an ACL without EVAL, a managed service): said once, then kept."""
+        if self._scripts:
+            try:
+                await self._publish_all(args=args)
+                return
+            except ResponseError as exc:
+                if isinstance(exc, NoScriptError):
+                    raise
+                log.warning("cluster bus: Redis refused the publishing script (%s): pipelined", exc)
+                self._scripts = False
+        pipe = self._redis.pipeline(transaction=False)
+        for i in range(0, len(args), 2):
+            pipe.publish(args[i], args[i + 1])
+        await pipe.execute()
 
     # Subscribing: one pub/sub connection, remade after any failure.
 
