@@ -5,13 +5,16 @@ imhub's ``RedisBus`` and, for comparison, through redis-py's own pub/sub reads
     python -m bench.cluster_bus [--messages 50000]
 
 A throw-away Redis (tests/services.py) on a free port; the other side of each measurement runs
-in a subprocess, so only this process's CPU (``time.process_time``) is counted.
+in a subprocess, so only this process's CPU (``time.process_time``) is counted. Publishing also
+gives Redis's own CPU per publication (``/proc/<pid>/stat``), with one subscriber
+(``redis-cli``) taking what is published.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -119,15 +122,30 @@ async def redis_py_publish(url: str, n: int) -> float:
     return used / n
 
 
-async def main(url: str, n: int) -> None:
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main(server: Redis, n: int) -> None:
+    url = server.url
     for name, measure in (
         ("hear, RedisBus", bus_receive),
         ("hear, redis-py get_message", redis_py_receive),
-        ("publish, RedisBus", bus_publish),
-        ("publish, redis-py pipeline", redis_py_publish),
     ):
         per = await measure(url, n)
         print(f"{name:<28} {per * 1e6:6.2f} us CPU per message ({n} messages)")
+    for name, measure in (
+        ("publish, RedisBus", bus_publish),
+        ("publish, redis-py pipeline", redis_py_publish),
+    ):
+        redis_before = _cpu_seconds(server.pid)
+        per = await measure(url, n)
+        at_redis = (_cpu_seconds(server.pid) - redis_before) / n
+        print(
+            f"{name:<28} {per * 1e6:6.2f} us CPU per message ({n} messages); "
+            f"Redis {at_redis * 1e6:.2f} us"
+        )
 
 
 if __name__ == "__main__":
@@ -135,7 +153,13 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=50_000)
     args = parser.parse_args()
     server = Redis(Path(tempfile.mkdtemp(prefix="imhub-bus-bench-")))
+    taker = subprocess.Popen(  # takes what is published, as a node would
+        ["redis-cli", "-p", str(server.port), "subscribe", "bench:out"],
+        stdout=subprocess.DEVNULL,
+    )
     try:
-        uvloop.run(main(server.url, args.messages))
+        uvloop.run(main(server, args.messages))
     finally:
+        taker.terminate()
+        taker.wait()
         server.stop()
