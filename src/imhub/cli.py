@@ -194,6 +194,13 @@ def serve_problem(config: Config) -> str | None:
         )
     if config.workers > 1 and not config.cluster:
         return "workers > 1 needs --cluster redis://...: the workers are nodes of one cluster"
+    if config.cluster:
+        from redis.asyncio.connection import parse_url
+
+        try:  # the options after "?" as the Redis client reads them
+            parse_url(config.cluster)
+        except ValueError as exc:
+            return f"cluster {masked_url(config.cluster)!r}: {exc}"
     return None
 
 
@@ -212,6 +219,35 @@ def config_show(config_file: str | None, **values: Any) -> None:
     if problem is not None:
         raise click.UsageError(f"configuration: {problem}")
     click.echo(shown(loaded))
+
+
+def database_ready(config: Config) -> None:
+    """Stop the command, by name, when the database cannot be used as ``serve`` would refuse
+    it: a SQLite file that is not there (connecting would leave an empty one behind), a
+    database that cannot be opened, or one not migrated."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from imhub.storage.database import create_engine
+    from imhub.storage.migrate import pending_migrations
+
+    url = make_url(config.db_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        raise click.ClickException(f"no database at {url.database}: run `imhub migrate` first")
+
+    async def pending() -> bool:
+        engine = create_engine(config.db_url)
+        try:
+            return await pending_migrations(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        if asyncio.run(pending()):
+            raise click.ClickException("the database is not migrated: run `imhub migrate` first")
+    except (SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise click.ClickException(f"cannot open the database: {reason}") from None
 
 
 @main.group()
@@ -240,6 +276,7 @@ def user_add(config: Config, name: str, mobile: str, head_img: str) -> None:
         raise click.BadParameter("the arguments must be UTF-8 text") from None
     except msgspec.ValidationError as exc:
         raise click.BadParameter(str(exc)) from None
+    database_ready(config)
 
     async def run() -> int:
         engine = create_engine(config.db_url)
@@ -267,6 +304,8 @@ def token(config: Config, user_id: int, ttl: int) -> None:
     from imhub.storage.database import create_engine
     from imhub.storage.users import get_user
 
+    database_ready(config)
+
     async def exists() -> bool:
         engine = create_engine(config.db_url)
         try:
@@ -285,6 +324,7 @@ def demo(config: Config) -> None:
     """Create two demo users if the database has none; print a browser link for the first two."""
     from imhub.demo import demo_users, report
 
+    database_ready(config)
     click.echo(report(config, *asyncio.run(demo_users(config))))
 
 

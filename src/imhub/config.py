@@ -219,6 +219,8 @@ def shown(loaded: Loaded) -> str:
 def cluster_problem(url: str) -> str | None:
     """What is wrong with a ``--cluster`` URL (``redis://[user:password@]host[:port][/db]``,
     ``rediss://`` for TLS, ``unix:///path/to/socket[?db=N]``), or None."""
+    if url != url.strip():
+        return "spaces around the URL"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -236,8 +238,8 @@ def cluster_problem(url: str) -> str | None:
         if port == 0:
             return "port 0"
         db = parts.path.strip("/") or "0"
-    if not db.isdigit():
-        return f"the database number {db!r} is not a number"
+    if not db.isdigit() or int(db) >= 2**31:
+        return f"{db!r} is not a database number (0, 1, 2, ...)"
     return None
 
 

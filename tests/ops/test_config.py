@@ -205,7 +205,10 @@ def test_serve_says_its_durability_as_the_database_has_it(tmp_path: Path) -> Non
         ("not a url", "expected redis://host:port/db"),
         ("redis://127.0.0.1:notaport/0", "not a URL"),
         ("redis://u:pw@h:x/0", "not a URL"),
-        ("redis://h/abc", "the database number 'abc' is not a number"),
+        ("redis://h/abc", "'abc' is not a database number"),
+        ("redis://h/99999999999999999999", "is not a database number"),
+        (" redis://h/0", "spaces around the URL"),
+        ("redis://h/0?socket_timeout=abc", "socket_timeout"),
         ("redis://:6379/0", "no host"),
         ("unix://", "needs the socket's path"),
     ],
@@ -246,3 +249,19 @@ def test_the_data_folder_is_made_however_the_secrets_are_given(tmp_path: Path) -
     out = imhub("migrate", "--data-dir", str(data), env=env)
     assert out.returncode == 0, out.stderr
     assert (data / "imhub.db").exists() and not (data / "secrets.json").exists()
+
+
+def test_commands_on_a_database_not_made_yet_say_so(tmp_path: Path) -> None:
+    """Found by an outside tester: `imhub token` on a new data folder printed SQLAlchemy's
+    traceback ("no such table") and left an empty database file behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    data = tmp_path / "data"
+    for args in (["token", "1"], ["user", "add", "ann"], ["demo"]):
+        out = imhub(*args, "--data-dir", str(data), env=env)
+        assert out.returncode == 1, out.stderr
+        assert "run `imhub migrate` first" in out.stderr and "Traceback" not in out.stderr
+        assert not (data / "imhub.db").exists()
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    (tmp_path / "empty.db").write_bytes(b"")  # there, but not migrated
+    out = imhub("token", "1", "--database-url", sqlite_url, "--data-dir", str(data), env=env)
+    assert out.returncode == 1 and "the database is not migrated" in out.stderr, out.stderr
