@@ -185,3 +185,41 @@ async def test_notices_handed_over_once_across_nodes(cluster: Any) -> None:
     assert status in (200, 201), everyone
     for conn in (f2, f3, cg, late):
         assert (await conn.expect(7, TIMEOUT * 2))["body"] == "all"
+
+
+def _redis_input_bytes(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_net_input_bytes"])
+    finally:
+        client.close()
+
+
+async def test_a_message_too_large_for_the_bus_arrives_through_storage(
+    cluster: Any, redis_server: Any
+) -> None:
+    """Found by an outside re-tester: a few messages of --max-frame's 8 MiB, published whole,
+    passed Redis's 32 MB limit for a subscriber: every node's bus was cut, and the catch-up
+    then dropped the readers as slow consumers. A large message's news is its place only; the
+    receiving node reads it from storage, in order with the messages around it, once."""
+    one, two = cluster(2, max_frame=2 * 1024 * 1024)
+    a, ca = await user_on(one, "a")
+    b, cb = await user_on(two, "b")
+    members, team = await group_over([one, two])
+    big = "B" * (1024 * 1024)
+    before = _redis_input_bytes(redis_server.url)
+    sent = []
+    for i in range(4):  # large and small alternate: order is kept through storage
+        sent.append(await ca.chat(b, f"p{i}", big if i % 2 == 0 else f"small {i}"))
+    got = await receive(cb, 4)
+    assert [m["seq"] for m in got] == [s["seq"] for s in sent]
+    assert [len(m["body"]) for m in got] == [len(big), 7, len(big), 7]
+    sender = members[0][1]
+    posted = [(await sender.chat_team(team, f"g{i}", big))["seq"] for i in range(3)]
+    for _, c in members[2:]:  # the members on the other node
+        assert [m["seq"] for m in await receive(c, 3)] == posted
+    assert await cb.silent(0.2)
+    assert _redis_input_bytes(redis_server.url) - before < len(big)  # 5 MB sent, not via Redis
+    assert a

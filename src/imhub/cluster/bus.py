@@ -19,14 +19,23 @@ from imhub.storage.notices import NoticeRow
 NODE_ID_BYTES = 16  # a node id is 16 hex characters, the first bytes of every publication
 
 
+# A message whose body is larger travels as its place only (``RowNews.thin``): the nodes that
+# deliver it read it from storage. Redis cuts a subscriber with 32 MB waiting for it (its
+# default client-output-buffer-limit for pub/sub): a few messages of --max-frame's 8 MiB
+# would otherwise cut every node's bus at once.
+NEWS_BODY_MAX = 16 * 1024
+
+
 class RowNews(msgspec.Struct, tag="r", array_like=True, gc=False):
     """A message or event was stored. ``live`` is its live form for events (a group change
-    carries the group's name and the affected members), else empty."""
+    carries the group's name and the affected members), else empty. ``thin``: the row's body
+    was left out (over ``NEWS_BODY_MAX``): read the row from storage."""
 
     row: MsgRow
     live: bytes = b""
     affected: tuple[int, ...] = ()  # group events: the members added or removed
     users: tuple[int, ...] = ()  # one-to-one: the two users (a system message names neither)
+    thin: bool = False
 
 
 class SendNews(msgspec.Struct, tag="s", array_like=True, gc=False):

@@ -24,7 +24,10 @@ from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
+
 from imhub.cluster.bus import (
+    NEWS_BODY_MAX,
     Bus,
     Control,
     NoticeNews,
@@ -117,8 +120,11 @@ class CrossNode:
         """A stored row was delivered here to ``users``; tell the nodes concerned (``live``:
         an event's live form; ``affected``: the members a group change added or removed)."""
         prefix = self._prefix
+        thin = len(row.body) > NEWS_BODY_MAX // 4 and len(row.body.encode()) > NEWS_BODY_MAX
+        if thin:
+            row = msgspec.structs.replace(row, body="")
         if row.team_id:
-            data = encode(self._node, RowNews(row, live or b"", affected))
+            data = encode(self._node, RowNews(row, live or b"", affected, (), thin))
             self.bus.publish(team_channel(prefix, row.team_id), data)
             for user_id in affected:  # members whose nodes may not listen to the group yet
                 self.bus.publish(user_channel(prefix, user_id), data)
@@ -126,7 +132,7 @@ class CrossNode:
                 self._team_event(row, affected)
         else:
             audience = tuple(users)
-            data = encode(self._node, RowNews(row, live or b"", (), audience))
+            data = encode(self._node, RowNews(row, live or b"", (), audience, thin))
             for user_id in audience:
                 self.bus.publish(user_channel(prefix, user_id), data)
 
@@ -271,6 +277,11 @@ class CrossNode:
         else:
             users = {u for u in news.users if u in self._user_refs}
         if not users:
+            return
+        if news.thin:  # too large for the bus: each connection reads it from storage
+            for user_id in users:
+                for s in self._registry.sessions_of(user_id):
+                    self.filler.upto(s, row.conv, row.seq)
             return
         held_back = self._ending(row, news.affected)
         self.delivery.row(row, users, extra=news.live or None, publish=False)

@@ -48,31 +48,33 @@ class GapFiller:
         self._engine = engine
         self._read_at_once = read_at_once  # the chat/notice rule for what a fill writes
         self._running: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self._wanted: dict[tuple[int, int], int] = {}  # how far ``upto`` asked a fill to go
         self.fills = 0  # gaps filled from storage, for /metrics
 
     def gap(self, session: Session, conv: int) -> None:
         """``Session.on_gap``: fill ``conv`` for ``session`` (once at a time)."""
         key = (id(session), conv)
         if key not in self._running:
-            self._running[key] = asyncio.create_task(self._fill(session, conv, None, key))
+            self._running[key] = asyncio.create_task(self._fill(session, conv, key))
 
     def upto(self, session: Session, conv: int, last_seq: int) -> None:
-        """Make sure ``session`` has ``conv`` up to ``last_seq`` (a catch-up)."""
+        """Make sure ``session`` has ``conv`` up to ``last_seq`` (a catch-up, a message too
+        large for the bus); a fill already running goes on that far."""
         if last_seq <= session.floor.get(conv, 0) or session.closed:
             return
         key = (id(session), conv)
+        self._wanted[key] = max(last_seq, self._wanted.get(key, 0))
         if key not in self._running:
-            self._running[key] = asyncio.create_task(self._fill(session, conv, last_seq, key))
+            self._running[key] = asyncio.create_task(self._fill(session, conv, key))
 
-    async def _fill(
-        self, session: Session, conv: int, last_seq: int | None, key: tuple[int, int]
-    ) -> None:
+    async def _fill(self, session: Session, conv: int, key: tuple[int, int]) -> None:
         try:
             while not session.closed:
                 floor = session.floor.get(conv, 0)
                 target = session.gap(conv)
-                if last_seq is not None:
-                    target, last_seq = max(target or 0, last_seq), None
+                wanted = self._wanted.pop(key, None)
+                if wanted is not None:
+                    target = max(target or 0, wanted)
                 if target is None:
                     return
                 if target > floor:
@@ -87,6 +89,8 @@ class GapFiller:
             log.exception("filling a gap from storage failed; the client's sync will")
         finally:
             self._running.pop(key, None)
+            if session.closed:
+                self._wanted.pop(key, None)
 
     async def _write(self, session: Session, conv: int, floor: int, target: int) -> None:
         async with self._engine.connect() as conn:
