@@ -133,6 +133,53 @@ async def test_readded_member_gets_the_add_its_own_post_overtook(
         await proxy.close()
 
 
+async def test_membership_churn_while_redis_away_reaches_the_online_member(
+    cluster: Any, redis_server: Any
+) -> None:
+    """Outside tester: while Redis was away a member online on another node was removed,
+    added, removed and added again, with posts between. Once it returned they were given
+    only what followed their last add: the fill read the last membership alone. They get
+    what a lone server gives them live: each membership's rows, the events that ended one
+    included, and nothing stored while they were out; once each, in order."""
+    one, two = cluster(2)
+    owner, co = await one.online("owner")
+    b, cb = await two.online("b")
+    x = await one.add_user("x")  # three: a group of two would be a one-to-one chat
+    await co.send({"msgType": 16, "teamName": "g", "memberIds": [b, x], "msgIdClient": "c"})
+    team = (await co.next_of(lambda m: m.get("msgIdClient") == "c"))["teamId"]
+    await co.chat_team(team, "p0", "P0")
+
+    def of_team(m: dict[str, Any]) -> bool:
+        return m.get("teamId") == team and "code" not in m
+
+    assert [(await cb.next_of(of_team))["seq"] for _ in range(2)] == [1, 2]
+    await redis_away(redis_server, one, two)
+    seqs = []
+    for i, op in enumerate(("remove", "add", "P1", "remove", "P2", "add", "P3")):
+        mid = f"op{i}"
+        if op in ("remove", "add"):
+            kind = 18 if op == "remove" else 17
+            await co.send({"msgType": kind, "teamId": team, "memberIds": [b], "msgIdClient": mid})
+        else:
+            await co.send({"msgType": 3, "teamId": team, "msgIdClient": mid, "body": op})
+        answer = await co.next_of(lambda m, mid=mid: m.get("msgIdClient") == mid)
+        assert answer["code"] == 0, answer
+        seqs.append(answer["seq"])
+    assert seqs == [3, 4, 5, 6, 7, 8, 9]
+    await redis_back(redis_server, one, two)
+    got: list[dict[str, Any]] = []
+    try:
+        while len(got) < 6:
+            got.append(await cb.next_of(of_team, TIMEOUT * 3))
+    except TimeoutError:
+        raise AssertionError(f"b got only seqs {[m['seq'] for m in got]}") from None
+    assert [(m["seq"], m["msgType"]) for m in got] == [
+        (3, 18), (4, 17), (5, got[2]["msgType"]), (6, 18), (8, 17), (9, got[5]["msgType"])
+    ]  # fmt: skip
+    assert [got[2].get("body"), got[5].get("body")] == ["P1", "P3"]
+    assert await cb.silent(0.5)  # once each: not P2 (7), no repeat
+
+
 async def test_presence_while_redis_away_is_a_clear_503(cluster: Any, redis_server: Any) -> None:
     one, two = cluster(2)
     b, _ = await two.online("b")

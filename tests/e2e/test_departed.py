@@ -3,9 +3,16 @@ them a member up to and including the one that ended it, and nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from imhub.service.gapfill import GapFiller
+from imhub.service.sessions import Session
 from tests.helpers import Client, ServerProcess
+from tests.service.test_sessions import RecordingOutlet
 
 
 async def group_of(owner: Client, members: list[int], name: str = "crew") -> int:
@@ -151,6 +158,71 @@ async def test_a_member_added_again_is_not_synced_what_was_said_while_out(
     assert [m["seq"] for m in page["messages"]] == [added["seq"], after["seq"]]
     (group,) = [c for c in page["convs"] if c.get("teamId") == team]
     assert group["joinSeq"] == added["seq"]
+    assert alice
+
+
+async def test_every_membership_is_kept_not_only_the_last(server: ServerProcess) -> None:
+    """Each membership of a member, from the event that began it to the one that ended it,
+    is stored (``team_membership``), for every way one begins or ends: create, add, remove,
+    leave, dissolve. (A cluster node filling a gap from storage needs them all.)"""
+    alice, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    carol = await server.add_user("carol")
+    team = await group_of(a, [bob, carol])  # seq 1
+    await ask(a, {"msgType": 18, "teamId": team, "memberIds": [bob]}, 18)  # 2
+    await ask(a, {"msgType": 17, "teamId": team, "memberIds": [bob]}, 17)  # 3
+    await ask(b, {"msgType": 19, "teamId": team}, 19)  # 4: bob leaves
+    await ask(a, {"msgType": 17, "teamId": team, "memberIds": [bob]}, 17)  # 5
+    await ask(a, {"msgType": 21, "teamId": team}, 21)  # 6: dissolved
+    spans = server.sql(
+        "select user_id, join_seq, leave_seq from team_membership where team_id = ?"
+        " order by user_id, join_seq",
+        team,
+    )
+    assert [tuple(int(v) for v in r) for r in spans] == [
+        (alice, 1, 6),
+        (bob, 1, 2),
+        (bob, 3, 4),
+        (bob, 5, 6),
+        (carol, 1, 6),
+    ]
+
+
+async def test_a_gap_fill_gives_each_membership_and_nothing_between(
+    server: ServerProcess,
+) -> None:
+    """A cluster node's fill from storage (``service.gapfill``, on this backend): a member
+    removed, added, removed and added again while their node heard nothing gets every row of
+    each membership, the events that ended one included, and nothing stored between; a copy
+    of that (from a node that had not heard of the removal) never goes out, and the live copy
+    that waited behind the gap follows. The fill once read the last membership only."""
+    alice, a = await server.online("alice")
+    bob = await server.add_user("bob")
+    team = await group_of(a, [bob, await server.add_user("carol")])  # seq 1
+    await a.chat_team(team, "p0", "P0")  # 2
+    for op in ("remove", "add", "P1", "remove", "P2", "add", "P3"):  # 3 to 9
+        if op in ("remove", "add"):
+            kind = 18 if op == "remove" else 17
+            await ask(a, {"msgType": kind, "teamId": team, "memberIds": [bob]}, kind)
+        else:
+            await a.chat_team(team, op, op)
+    engine = create_async_engine(server.database.url, poolclass=NullPool)
+    try:
+        filler = GapFiller(engine, lambda row, users: None)
+        outlet = RecordingOutlet(1 << 20)
+        session = Session(outlet, 0.0)
+        session.user_id, session.on_gap, session.floor[-team] = bob, filler.gap, 2
+        session.deliver(-team, 7, b'{"seq": 7, "stale": true}')  # P2: not bob's
+        session.deliver(-team, 9, b'{"seq": 9, "live": true}')  # P3, heard live
+        while filler._running:
+            await asyncio.gather(*filler._running.values())
+    finally:
+        await engine.dispose()
+    assert [(m["seq"], m.get("msgType")) for m in outlet.sent] == [
+        (3, 18), (4, 17), (5, 7), (6, 18), (8, 17), (9, None)
+    ]  # fmt: skip
+    assert outlet.sent[2]["body"] == "P1" and outlet.sent[5] == {"seq": 9, "live": True}
+    assert session.floor[-team] == 9 and not session.ahead
     assert alice
 
 
