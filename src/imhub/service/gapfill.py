@@ -112,20 +112,29 @@ class GapFiller:
                     session.skip_to(conv, join_seq - 1)
                 after = max(after, join_seq - 1)
                 upto = min(target, leave_seq) if leave_seq else target
-                await self._rows(conn, session, conv, after, upto)
+                await self._rows(conn, session, conv, (after, upto), spans)
                 after = max(after, upto)
         if any(leave_seq for _, leave_seq in spans):
             await self._past_membership(session, conv)
 
     async def _rows(
-        self, conn: AsyncConnection, session: Session, conv: int, after: int, upto: int
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        conv: int,
+        between: tuple[int, int],
+        spans: list[tuple[int, int]],
     ) -> None:
-        """Write the stored rows of ``conv`` in (``after``, ``upto``], in order."""
+        """Write the stored rows of ``conv`` in (after, upto], in order. Copies that came
+        meanwhile between two of ``spans`` are not theirs: out before the rows release them."""
+        after, upto = between
         while after < upto:
             rows = await messages_between(conn, conv, after, upto, PAGE)
             if not rows:
                 break
             own = session.ahead.get(conv, {}) if session.ahead is not None else {}
+            if own and len(spans) > 1:
+                session.discard(conv, [s for s in own if _between(spans, s)])
             for row in rows:
                 if own.get(row.seq, b"") is not None:  # None: this connection sent it
                     session.deliver(conv, row.seq, form(session, row))
@@ -134,17 +143,24 @@ class GapFiller:
             after = rows[-1].seq
 
     async def _past_membership(self, session: Session, conv: int) -> None:
-        """A membership ended past the floor: live copies that came while storage was read
-        and lie outside every membership (a node that had not yet heard of the removal
-        delivered them) are not theirs. Read again, afresh, so a membership that began
-        since counts: whatever waited before this read was committed before it."""
+        """A membership ended past the floor: live copies waiting outside every membership
+        (a node that had not yet heard of the removal delivered them) are not theirs. Read
+        again, afresh, so that a membership begun since counts; judged are the copies that
+        waited before the read (committed before it), and read again only while copies
+        that came during a read lie outside what it found."""
         assert session.user_id is not None
-        waiting = list(session.ahead.get(conv, ())) if session.ahead is not None else []
-        if not waiting:
-            return
-        async with self._engine.connect() as conn:
-            spans = await member_spans(conn, -conv, session.user_id, session.floor.get(conv, 0))
-        session.discard(conv, [s for s in waiting if not _inside(spans, s)])
+        judged: set[int] = set()
+        spans: list[tuple[int, int]] | None = None
+        while True:
+            waiting = set(session.ahead.get(conv, ())) if session.ahead is not None else set()
+            fresh = waiting - judged
+            if not fresh or (spans is not None and all(_inside(spans, s) for s in fresh)):
+                return
+            async with self._engine.connect() as conn:
+                floor = session.floor.get(conv, 0)
+                spans = await member_spans(conn, -conv, session.user_id, floor)
+            session.discard(conv, [s for s in waiting if not _inside(spans, s)])
+            judged |= waiting
 
     async def survey(self, users: list[int]) -> tuple[set[int], dict[int, list[ConvState]]]:
         """After a gap in the bus: which of ``users`` are deleted, and every conversation of
@@ -169,3 +185,8 @@ class GapFiller:
 def _inside(spans: list[tuple[int, int]], seq: int) -> bool:
     """``seq`` lies in one of the memberships (both of its events included)."""
     return any(join <= seq and (not leave or seq <= leave) for join, leave in spans)
+
+
+def _between(spans: list[tuple[int, int]], seq: int) -> bool:
+    """``seq`` lies between two memberships (a later one began after it): never theirs."""
+    return not _inside(spans, seq) and any(join > seq for join, _ in spans)
