@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from imhub.client import GroupChanged, ImClient, Message
+from tests.client.conftest import App
 from tests.cluster.conftest import Node
 from tests.cluster.test_failures import until
 from tests.helpers import TIMEOUT
@@ -131,6 +133,69 @@ async def test_readded_member_gets_the_add_its_own_post_overtook(
         one.stop()
         two.stop()
         await proxy.close()
+
+
+async def test_membership_churn_while_redis_away_reaches_the_online_member(
+    cluster: Any, redis_server: Any
+) -> None:
+    """Outside tester: while Redis was away a member online on another node was removed,
+    added, removed and added again, with posts between. Once it returned they were given
+    only what followed their last add: the fill read the last membership alone. They get
+    what a lone server gives them live: each membership's rows, the events that ended one
+    included, and nothing stored while they were out; once each, in order."""
+    one, two = cluster(2)
+    owner, co = await one.online("owner")
+    b, cb = await two.online("b")
+    x = await one.add_user("x")  # three: a group of two would be a one-to-one chat
+    await co.send({"msgType": 16, "teamName": "g", "memberIds": [b, x], "msgIdClient": "c"})
+    team = (await co.next_of(lambda m: m.get("msgIdClient") == "c"))["teamId"]
+    await co.chat_team(team, "p0", "P0")
+
+    def of_team(m: dict[str, Any]) -> bool:
+        return m.get("teamId") == team and "code" not in m
+
+    assert [(await cb.next_of(of_team))["seq"] for _ in range(2)] == [1, 2]
+    # And an application on the client library, beside it on node two: it must not stall on
+    # the gap at 7 (nothing there is theirs), nor repeat anything.
+    app = App(ImClient(f"tcp://127.0.0.1:{two.port}", two.token(b)))
+    await app.client.start()
+    try:
+        await app.until(lambda: [e.seq for e in app_rows(app, team)] == [1, 2])
+        await redis_away(redis_server, one, two)
+        seqs = []
+        for i, op in enumerate(("remove", "add", "P1", "remove", "P2", "add", "P3")):
+            mid = f"op{i}"
+            request: dict[str, Any] = {"teamId": team, "msgIdClient": mid}
+            if op in ("remove", "add"):
+                request |= {"msgType": 18 if op == "remove" else 17, "memberIds": [b]}
+            else:
+                request |= {"msgType": 3, "body": op}
+            await co.send(request)
+            answer = await co.next_of(lambda m, mid=mid: m.get("msgIdClient") == mid)
+            assert answer["code"] == 0, answer
+            seqs.append(answer["seq"])
+        assert seqs == [3, 4, 5, 6, 7, 8, 9]
+        await redis_back(redis_server, one, two)
+        got: list[dict[str, Any]] = []
+        try:
+            while len(got) < 6:
+                got.append(await cb.next_of(of_team, TIMEOUT * 3))
+        except TimeoutError:
+            raise AssertionError(f"b got only seqs {[m['seq'] for m in got]}") from None
+        assert [(m["seq"], m["msgType"]) for m in got] == [
+            (3, 18), (4, 17), (5, got[2]["msgType"]), (6, 18), (8, 17), (9, got[5]["msgType"])
+        ]  # fmt: skip
+        assert [got[2].get("body"), got[5].get("body")] == ["P1", "P3"]
+        assert await cb.silent(0.5)  # once each: not P2 (7), no repeat
+        await app.until(lambda: len(app_rows(app, team)) >= 8)
+        assert [e.seq for e in app_rows(app, team)] == [1, 2, 3, 4, 5, 6, 8, 9]
+    finally:
+        await app.client.close()
+
+
+def app_rows(app: App, team: int) -> list[Message | GroupChanged]:
+    """What the application was handed of the group, in order."""
+    return [e for e in app.events if isinstance(e, Message | GroupChanged) and e.team_id == team]
 
 
 async def test_presence_while_redis_away_is_a_clear_503(cluster: Any, redis_server: Any) -> None:

@@ -3,9 +3,16 @@ them a member up to and including the one that ended it, and nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from imhub.service.gapfill import GapFiller
+from imhub.service.sessions import Session
 from tests.helpers import Client, ServerProcess
+from tests.service.test_sessions import RecordingOutlet
 
 
 async def group_of(owner: Client, members: list[int], name: str = "crew") -> int:
@@ -152,6 +159,97 @@ async def test_a_member_added_again_is_not_synced_what_was_said_while_out(
     (group,) = [c for c in page["convs"] if c.get("teamId") == team]
     assert group["joinSeq"] == added["seq"]
     assert alice
+
+
+async def test_every_membership_is_kept_not_only_the_last(server: ServerProcess) -> None:
+    """Each membership of a member, from the event that began it to the one that ended it,
+    is stored (``team_membership``), for every way one begins or ends: create, add, remove,
+    leave, dissolve. (A cluster node filling a gap from storage needs them all.)"""
+    alice, a = await server.online("alice")
+    bob, b = await server.online("bob")
+    carol = await server.add_user("carol")
+    team = await group_of(a, [bob, carol])  # seq 1
+    await ask(a, {"msgType": 18, "teamId": team, "memberIds": [bob]}, 18)  # 2
+    await ask(a, {"msgType": 17, "teamId": team, "memberIds": [bob]}, 17)  # 3
+    await ask(b, {"msgType": 19, "teamId": team}, 19)  # 4: bob leaves
+    await ask(a, {"msgType": 17, "teamId": team, "memberIds": [bob]}, 17)  # 5
+    await ask(a, {"msgType": 21, "teamId": team}, 21)  # 6: dissolved
+    spans = server.sql(
+        "select user_id, join_seq, leave_seq from team_membership where team_id = ?"
+        " order by user_id, join_seq",
+        team,
+    )
+    assert [tuple(int(v) for v in r) for r in spans] == [
+        (alice, 1, 6),
+        (bob, 1, 2),
+        (bob, 3, 4),
+        (bob, 5, 6),
+        (carol, 1, 6),
+    ]
+
+
+async def churned(server: ServerProcess, ops: tuple[str, ...]) -> tuple[int, int]:
+    """A group (seq 1) with a post (2), then ``ops`` on bob, from seq 3: (group, bob)."""
+    _, a = await server.online("alice")
+    bob = await server.add_user("bob")
+    team = await group_of(a, [bob, await server.add_user("carol")])
+    await a.chat_team(team, "p0", "P0")
+    for op in ops:
+        if op in ("remove", "add"):
+            kind = 18 if op == "remove" else 17
+            await ask(a, {"msgType": kind, "teamId": team, "memberIds": [bob]}, kind)
+        else:
+            await a.chat_team(team, op, op)
+    return team, bob
+
+
+async def filled(
+    server: ServerProcess, team: int, user_id: int, floor: int, live: list[int]
+) -> tuple[Session, list[dict[str, Any]]]:
+    """A cluster node's fill from storage (``service.gapfill``) for a connection of
+    ``user_id`` at ``floor`` given the live copies ``live`` (each ``{"seq": n, "live":
+    true}``): the session, and what it wrote, once every fill is done."""
+    engine = create_async_engine(server.database.url, poolclass=NullPool)
+    try:
+        filler = GapFiller(engine, lambda row, users: None)
+        outlet = RecordingOutlet(1 << 20)
+        session = Session(outlet, 0.0)
+        session.user_id, session.on_gap, session.floor[-team] = user_id, filler.gap, floor
+        for seq in live:
+            session.deliver(-team, seq, b'{"seq": %d, "live": true}' % seq)
+        while filler._running:
+            await asyncio.gather(*filler._running.values())
+    finally:
+        await engine.dispose()
+    return session, outlet.sent
+
+
+async def test_a_gap_fill_gives_each_membership_and_nothing_between(
+    server: ServerProcess,
+) -> None:
+    """A member removed, added, removed and added again while their node heard nothing gets
+    every row of each membership, the events that ended one included, and nothing stored
+    between; a copy of that (from a node that had not heard of the removal) never goes out,
+    and the live copy that waited behind the gap follows. (The fill once read the last
+    membership only: 8 and 9.)"""
+    ops = ("remove", "add", "P1", "remove", "P2", "add", "P3")  # seqs 3 to 9
+    team, bob = await churned(server, ops)
+    session, sent = await filled(server, team, bob, 2, [7, 9])  # 7: P2, not bob's
+    assert [(m["seq"], m.get("msgType")) for m in sent] == [
+        (3, 18), (4, 17), (5, 7), (6, 18), (8, 17), (9, None)
+    ]  # fmt: skip
+    assert sent[2]["body"] == "P1" and sent[5] == {"seq": 9, "live": True}
+    assert session.floor[-team] == 9 and not session.ahead
+
+
+async def test_a_gap_fill_ends_with_the_last_membership(server: ServerProcess) -> None:
+    """Removed, added, removed again while their node heard nothing: both memberships' rows,
+    the last removal included, and not what followed it, not even a copy waiting. (The fill
+    once started at the last join: the first removal, 3, was never given.)"""
+    team, bob = await churned(server, ("remove", "add", "P1", "remove", "P2"))  # 3 to 7
+    session, sent = await filled(server, team, bob, 2, [7])
+    assert [(m["seq"], m.get("msgType")) for m in sent] == [(3, 18), (4, 17), (5, 7), (6, 18)]
+    assert session.floor[-team] == 6 and not session.ahead
 
 
 async def test_a_retry_refused_now_gets_the_answer_its_message_had(server: ServerProcess) -> None:

@@ -66,3 +66,27 @@ def test_mysql_text_columns_compare_byte_for_byte(tmp_path: Path, databases: Dat
     assert {c[0] for c in columns if c[1] == "body"} == {"person_msg", "team_msg", "notice"}
     assert {c[4] for c in columns if c[1] == "body"} == {"mediumtext"}
     db.dispose()
+
+
+def test_memberships_are_backfilled_from_the_member_rows(
+    tmp_path: Path, databases: Databases
+) -> None:
+    """Migration 0005: each group member row (present or departed) becomes one membership
+    (its last, all that was kept); one-to-one rows none."""
+    db = databases.empty(tmp_path)
+    command.upgrade(alembic_config(db.url), "0004")
+    db.sql(
+        "insert into chat (event_type, from_user_id, to_user_id, team_id, join_seq, leave_seq,"
+        " delete_flag, from_unread_num, to_unread_num, last_seq, from_read_seq, to_read_seq)"
+        " values (1, 0, 7, 3, 1, 0, ?, 0, 0, 0, 0, 0), (1, 0, 8, 3, 4, 9, ?, 0, 0, 0, 0, 8),"
+        " (0, 7, 8, 0, 0, 0, ?, 0, 0, 5, 5, 5)",
+        False,
+        True,
+        False,
+    )
+    upgrade(db.url)
+    spans = db.sql(
+        "select team_id, user_id, join_seq, leave_seq from team_membership order by user_id"
+    )
+    assert [tuple(int(v) for v in r) for r in spans] == [(3, 7, 1, 0), (3, 8, 4, 9)]
+    db.dispose()

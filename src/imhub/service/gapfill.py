@@ -14,14 +14,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol import codec
 from imhub.protocol.conversation import conv_key
 from imhub.protocol.messages import MsgType
 from imhub.service.delivery import message
 from imhub.service.sessions import Session
-from imhub.storage.catchup import deleted_among, last_seqs, member_range
+from imhub.storage.catchup import deleted_among, last_seqs, member_spans
 from imhub.storage.conversations import CHAT_MSG, MsgRow, messages_between
 from imhub.storage.reads import ConvState, conversations_of
 
@@ -93,50 +93,78 @@ class GapFiller:
                 self._wanted.pop(key, None)
 
     async def _write(self, session: Session, conv: int, floor: int, target: int) -> None:
+        spans = [(floor + 1, 0)]  # a one-to-one chat: all of it
         async with self._engine.connect() as conn:
-            after, upto, leave_seq = floor, target, 0
             if conv < 0 and session.user_id is not None:
                 waiting = list(session.ahead.get(conv, ())) if session.ahead is not None else []
-                visible = await member_range(conn, -conv, session.user_id)
-                if visible is None:
-                    session.discard(conv, waiting)
-                    return
-                join_seq, leave_seq = visible
+                spans = await member_spans(conn, -conv, session.user_id, floor)
+                # Copies waiting outside every membership (a node that had not yet heard of a
+                # removal delivered them) are not theirs: out before anything is written, or
+                # writing the end of one membership would release them. They were committed
+                # before this read, so any membership they belong to is in it.
+                session.discard(conv, [s for s in waiting if not _inside(spans, s)])
+            after = floor
+            for join_seq, leave_seq in spans:
+                if join_seq > target:
+                    break
                 if join_seq - 1 > after and session.held is None:
-                    # Nothing between the floor and the (re)join is theirs: the floor passes
-                    # it first, or the rows written below would wait behind that range, and
-                    # the final ``skip_to`` would drop them unsent (the add event of a member
-                    # re-added while their own post overtook it).
+                    # Nothing between the floor (or the end of the membership before) and
+                    # this join is theirs: the floor passes it first, or the rows written
+                    # below would wait behind that range, and the final ``skip_to`` would
+                    # drop them unsent (the add event of a member re-added while their own
+                    # post overtook it).
                     session.skip_to(conv, join_seq - 1)
                 after = max(after, join_seq - 1)
-                if leave_seq:
-                    upto = min(upto, leave_seq)
-            while after < upto:
-                rows = await messages_between(conn, conv, after, upto, PAGE)
-                if not rows:
-                    break
-                own = session.ahead.get(conv, {}) if session.ahead is not None else {}
-                for row in rows:
-                    if own.get(row.seq, b"") is not None:  # None: this connection sent it
-                        session.deliver(conv, row.seq, form(session, row))
-                if session.user_id is not None and conv in session.entered:
-                    self._read_at_once(rows[-1], (session.user_id,))
-                after = rows[-1].seq
-        if conv < 0 and session.user_id is not None and leave_seq:
-            await self._past_membership(session, conv, leave_seq)
+                upto = min(target, leave_seq) if leave_seq else target
+                await self._rows(conn, session, conv, (after, upto), spans)
+                after = max(after, upto)
+        if any(leave_seq for _, leave_seq in spans):
+            await self._past_membership(session, conv)
 
-    async def _past_membership(self, session: Session, conv: int, leave_seq: int) -> None:
-        """The membership ended at ``leave_seq``: live copies waiting past it (a node that had
-        not yet heard of the removal delivered them) are not theirs, up to a join committed
-        since. Read again now, afresh: whatever waits was committed before this read."""
+    async def _rows(
+        self,
+        conn: AsyncConnection,
+        session: Session,
+        conv: int,
+        between: tuple[int, int],
+        spans: list[tuple[int, int]],
+    ) -> None:
+        """Write the stored rows of ``conv`` in (after, upto], in order. Copies that came
+        meanwhile between two of ``spans`` are not theirs: out before the rows release them."""
+        after, upto = between
+        while after < upto:
+            rows = await messages_between(conn, conv, after, upto, PAGE)
+            if not rows:
+                break
+            own = session.ahead.get(conv, {}) if session.ahead is not None else {}
+            if own and len(spans) > 1:
+                session.discard(conv, [s for s in own if _between(spans, s)])
+            for row in rows:
+                if own.get(row.seq, b"") is not None:  # None: this connection sent it
+                    session.deliver(conv, row.seq, form(session, row))
+            if session.user_id is not None and conv in session.entered:
+                self._read_at_once(rows[-1], (session.user_id,))
+            after = rows[-1].seq
+
+    async def _past_membership(self, session: Session, conv: int) -> None:
+        """A membership ended past the floor: live copies waiting outside every membership
+        (a node that had not yet heard of the removal delivered them) are not theirs. Read
+        again, afresh, so that a membership begun since counts; judged are the copies that
+        waited before the read (committed before it), and read again only while copies
+        that came during a read lie outside what it found."""
         assert session.user_id is not None
-        async with self._engine.connect() as conn:
-            now = await member_range(conn, -conv, session.user_id)
-        rejoined = now[0] if now is not None and now[0] > leave_seq else None
-        waiting = session.ahead.get(conv, ()) if session.ahead is not None else ()
-        session.discard(
-            conv, [s for s in waiting if s > leave_seq and (rejoined is None or s < rejoined)]
-        )
+        judged: set[int] = set()
+        spans: list[tuple[int, int]] | None = None
+        while True:
+            waiting = set(session.ahead.get(conv, ())) if session.ahead is not None else set()
+            fresh = waiting - judged
+            if not fresh or (spans is not None and all(_inside(spans, s) for s in fresh)):
+                return
+            async with self._engine.connect() as conn:
+                floor = session.floor.get(conv, 0)
+                spans = await member_spans(conn, -conv, session.user_id, floor)
+            session.discard(conv, [s for s in waiting if not _inside(spans, s)])
+            judged |= waiting
 
     async def survey(self, users: list[int]) -> tuple[set[int], dict[int, list[ConvState]]]:
         """After a gap in the bus: which of ``users`` are deleted, and every conversation of
@@ -156,3 +184,13 @@ class GapFiller:
     async def newest(self, convs: Iterable[int]) -> dict[int, int]:
         async with self._engine.connect() as conn:
             return await last_seqs(conn, list(convs))
+
+
+def _inside(spans: list[tuple[int, int]], seq: int) -> bool:
+    """``seq`` lies in one of the memberships (both of its events included)."""
+    return any(join <= seq and (not leave or seq <= leave) for join, leave in spans)
+
+
+def _between(spans: list[tuple[int, int]], seq: int) -> bool:
+    """``seq`` lies between two memberships (a later one began after it): never theirs."""
+    return not _inside(spans, seq) and any(join > seq for join, _ in spans)

@@ -1,4 +1,4 @@
-"""What a cluster node reads to catch a connection up: a group member's visible range, the
+"""What a cluster node reads to catch a connection up: a group member's memberships, the
 newest seq of conversations, the claim of a pending notice by the node that has its target
 online (``service.crossnode``), and after a gap in the bus what it may have missed hearing:
 which of its users were deleted, and their pending notices."""
@@ -9,32 +9,37 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imhub.protocol.errors import ImError
-from imhub.storage.conversations import TEAM, chat_t, team_t
-from imhub.storage.models import notice_target_table, users_table
+from imhub.storage.conversations import chat_t, team_t
+from imhub.storage.models import membership_table, notice_target_table, users_table
 from imhub.storage.notices import PENDING, NoticeRow
 
 if TYPE_CHECKING:
     from imhub.storage.locks import Rows
 
 target_t = notice_target_table
+span_t = membership_table
 
 
-async def member_range(conn: AsyncConnection, team_id: int, user_id: int) -> tuple[int, int] | None:
-    """(join_seq, leave_seq or 0) of a member row of a group, or None: never a member."""
-    row = (
-        await conn.execute(
-            select(chat_t.c.join_seq, chat_t.c.leave_seq).where(
-                chat_t.c.event_type == TEAM,
-                chat_t.c.team_id == team_id,
-                chat_t.c.to_user_id == user_id,
-            )
+async def member_spans(
+    conn: AsyncConnection, team_id: int, user_id: int, after: int = 0
+) -> list[tuple[int, int]]:
+    """A user's memberships of a group that reach past ``after``, oldest first: (join_seq,
+    leave_seq or 0 while it lasts), each seen inclusive of both events; [] when none does
+    (never a member, or only before ``after``)."""
+    rows = await conn.execute(
+        select(span_t.c.join_seq, span_t.c.leave_seq)
+        .where(
+            span_t.c.team_id == team_id,
+            span_t.c.user_id == user_id,
+            or_(span_t.c.leave_seq == 0, span_t.c.leave_seq > after),
         )
-    ).first()
-    return None if row is None else (int(row[0]), int(row[1]))
+        .order_by(span_t.c.join_seq)
+    )
+    return [(int(j), int(e)) for j, e in rows]
 
 
 async def last_seqs(conn: AsyncConnection, convs: Collection[int]) -> dict[int, int]:

@@ -185,6 +185,25 @@ class NoticeTarget(Base):
     __table_args__ = (Index("ix_notice_target_pending", "to_user_id", "delivered"),)
 
 
+class TeamMembership(Base):
+    """Every membership a user has had of a group: from the event that began it (create, add)
+    to the one that ended it (remove, leave, dissolve; 0 while it lasts). The member row in
+    ``chat`` keeps the last one only; a cluster node filling a connection's gap from storage
+    needs them all (a member removed and added again while news was lost)."""
+
+    __tablename__ = "team_membership"
+    membership_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    join_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    leave_seq: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
+    __table_args__ = (
+        UniqueConstraint("team_id", "user_id", "join_seq", name="uq_team_membership"),
+    )
+
+
 # Typed handles on the tables, for the Core statements of the repositories.
 users_table = cast(Table, User.__table__)
 chat_table = cast(Table, Chat.__table__)
@@ -193,3 +212,4 @@ team_msg_table = cast(Table, TeamMsg.__table__)
 person_msg_table = cast(Table, PersonMsg.__table__)
 notice_table = cast(Table, Notice.__table__)
 notice_target_table = cast(Table, NoticeTarget.__table__)
+membership_table = cast(Table, TeamMembership.__table__)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError, unknown_users
 from imhub.storage.conversations import TEAM, MsgRow, Sequences, store_rows
-from imhub.storage.models import chat_table, team_table, users_table
+from imhub.storage.models import chat_table, membership_table, team_table, users_table
 from imhub.storage.staged import Staged, Transaction
 from imhub.storage.users import existing_users
 from imhub.storage.writer import each
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 chat_t = chat_table
 team_t = team_table
 user_t = users_table
+span_t = membership_table
 
 MAX_MEMBERS = 20_000
 BODY_TIPS = 7  # the seed's BodyType.tips, for the text of group events
@@ -336,7 +337,7 @@ async def _join(
     """Add member rows, reviving those of earlier members. ``event_seq`` is the seq of the
     event that makes them members (create or add): it is where their membership starts, and
     their read position starts just before it, so their backlog begins with that event and
-    holds no older history."""
+    holds no older history. Each membership is also kept apart (``team_membership``)."""
     if not user_ids:
         return
     old = set(
@@ -358,6 +359,10 @@ async def _join(
                 for u in new
             ],
         )
+    await conn.execute(
+        insert(span_t),
+        [{"team_id": team_id, "user_id": u, "join_seq": event_seq} for u in user_ids],
+    )
 
 
 async def _leave(
@@ -370,6 +375,15 @@ async def _leave(
             update(chat_t)
             .where(*_member_rows(team_id, user_ids))
             .values(delete_flag=True, leave_seq=event_seq)
+        )
+        await conn.execute(
+            update(span_t)
+            .where(
+                span_t.c.team_id == team_id,
+                span_t.c.user_id.in_(list(user_ids)),
+                span_t.c.leave_seq == 0,
+            )
+            .values(leave_seq=event_seq)
         )
 
 
