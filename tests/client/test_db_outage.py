@@ -166,3 +166,32 @@ async def test_a_database_that_hangs_gets_sends_answered_not_held(tmp_path: Path
             os.kill(pid, signal.SIGCONT)
         server.stop()
         factory.server.remove()
+
+
+async def test_a_database_restart_the_server_slept_through_costs_no_request(
+    tmp_path: Path, outage_databases: Databases
+) -> None:
+    """The database restarts while the server idles (its writer's connection, kept between
+    batches, dies with it): the first chat and the first login after it simply work."""
+    db_server = outage_databases.server  # type: ignore[attr-defined]
+    server = LoggedServer(tmp_path / "server", outage_databases)
+    try:
+        alice, raw = await server.online("alice")
+        bob = await server.add_user("bob")
+        assert (await raw.chat(bob, "before", "before"))["code"] == 0  # the writer connects
+        await raw.close()
+        db_server.stop()
+        db_server.start()
+        await until_ready(server, 200)
+        again = await server.connect()
+        await again.login(server.token(alice))  # a login goes through the writer too
+        await again.send({"msgType": 3, "toUserId": bob, "msgIdClient": "after", "body": "x"})
+        answer = await again.next_of(lambda m: m["msgType"] in (4, 8))
+        assert (answer["msgType"], answer["code"]) == (4, 0), answer
+        later = await server.connect()
+        await later.login(server.token(bob))
+        assert server.count("select count(*) from person_msg where msg_id_client = 'after'") == 1
+        log = server.all_lines()
+        assert not any("database unavailable" in line or "Traceback" in line for line in log)
+    finally:
+        server.stop()

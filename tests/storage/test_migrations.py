@@ -3,6 +3,9 @@ from every earlier revision, on every backend, and downgrade cleanly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from imhub.storage.migrate import alembic_config, upgrade
+from imhub.storage.migrate import LOCK_KEY, LOCK_NAME, alembic_config, upgrade
 from imhub.storage.models import Base
 from tests.databases import Database, Databases
+from tests.services import wait_until
 
 
 def revisions() -> list[str]:
@@ -89,4 +93,67 @@ def test_memberships_are_backfilled_from_the_member_rows(
         "select team_id, user_id, join_seq, leave_seq from team_membership order by user_id"
     )
     assert [tuple(int(v) for v in r) for r in spans] == [(3, 7, 1, 0), (3, 8, 4, 9)]
+
+
+def _migrate(url: str, folder: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMHUB_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "imhub", "migrate", "--data-dir", str(folder),
+         "--database-url", url],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_two_migrations_at_once_both_succeed(tmp_path: Path, databases: Databases) -> None:
+    """Two ``imhub migrate`` started together on an empty database: the lock makes the second
+    wait for the first, find nothing left to do, and succeed (before: one of them failed
+    creating the same type or table again, said as "cannot open the database")."""
+    db = databases.empty(tmp_path)
+    runs = [_migrate(db.url, tmp_path / f"d{n}") for n in range(2)]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    for out in outputs:  # no asyncmy note about the version table's primary key either
+        assert out.splitlines() == [out.splitlines()[0]], out
+        assert out.startswith("database at the newest migration"), out
+    assert schema_diff(db) == []
+    db.dispose()
+
+
+def test_a_failed_migration_says_so(tmp_path: Path, databases: Databases) -> None:
+    """A migration that fails once the database is open says "migration failed", in one line,
+    not "cannot open the database" (here: a table of the first migration already there)."""
+    db = databases.empty(tmp_path)
+    db.sql("create table chat (id integer primary key)")
+    out, _ = (run := _migrate(db.url, tmp_path / "d")).communicate(timeout=60)
+    assert run.returncode == 1, out
+    assert out.startswith("migration failed: ") and len(out.splitlines()) == 1, out
+    assert "cannot open the database" not in out and "Traceback" not in out
+    db.dispose()
+
+
+def test_a_migration_waits_for_the_one_holding_the_lock(
+    tmp_path: Path, databases: Databases
+) -> None:
+    """Deterministic half of the race above: while another session holds the migration lock,
+    ``imhub migrate`` waits for it (seen in the database), then runs."""
+    if databases.name == "sqlite":
+        pytest.skip("SQLite: BEGIN IMMEDIATE, covered by the test above")
+    db = databases.empty(tmp_path)
+    if databases.name == "postgresql":
+        hold = f"select pg_advisory_lock({LOCK_KEY})"
+        waiting = "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+    else:
+        hold = f"select get_lock({LOCK_NAME}, 0)"
+        waiting = (
+            "select count(*) from information_schema.processlist"
+            " where info like 'SELECT GET_LOCK(%'"
+        )
+    with db.engine.connect() as holder:
+        holder.exec_driver_sql(hold)
+        run = _migrate(db.url, tmp_path / "d")
+        wait_until(lambda: db.count(waiting) == 1 or run.poll() is not None, "a waiting migrate")
+        assert run.poll() is None, run.communicate()[0]  # it waits, not done
+    out, _ = run.communicate(timeout=60)  # the holder's session ended: its lock is free
+    assert run.returncode == 0, out
+    assert schema_diff(db) == []
     db.dispose()

@@ -79,7 +79,12 @@ def _mysql_url(url: str) -> str:
     return parsed.update_query_dict({"charset": "utf8mb4"}).render_as_string(hide_password=False)
 
 
-def create_engine(url: str, durability: str = "fsync", **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    durability: str = "fsync",
+    statement_timeout: float = STATEMENT_TIMEOUT,
+    **kwargs: Any,
+) -> AsyncEngine:
     """An async engine; on SQLite: WAL (readers never block the writer), a commit fsynced
     before it returns (``synchronous=FULL``: an acknowledged message survives power loss;
     ``durability="os"``: ``NORMAL``, see ``durability_problem``), and a busy timeout for a
@@ -113,14 +118,14 @@ def create_engine(url: str, durability: str = "fsync", **kwargs: Any) -> AsyncEn
     # request forever: connecting and each statement have a time limit, after which the
     # request fails like any outage (``storage.outage``: a retryable 500).
     if backend == "postgresql":
-        pg_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT, "command_timeout": STATEMENT_TIMEOUT}
+        pg_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT, "command_timeout": statement_timeout}
         if durability == "os":  # sent with the connection's start-up, no statement of its own
             pg_args["server_settings"] = {"synchronous_commit": "off"}
         kwargs.setdefault("connect_args", pg_args)
     if backend in ("mysql", "mariadb"):
         kwargs.setdefault(
             "connect_args",
-            {"connect_timeout": int(CONNECT_TIMEOUT), "read_timeout": int(STATEMENT_TIMEOUT)},
+            {"connect_timeout": int(CONNECT_TIMEOUT), "read_timeout": int(statement_timeout)},
         )
         url = _mysql_url(url)
     if backend == "sqlite":
@@ -128,6 +133,7 @@ def create_engine(url: str, durability: str = "fsync", **kwargs: Any) -> AsyncEn
         # the connection's work in aiosqlite's: never at once, never in the same thread.
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "check_same_thread": False}
     engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_dbapi_error)
     if backend in ("mysql", "mariadb"):
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -150,6 +156,25 @@ def create_engine(url: str, durability: str = "fsync", **kwargs: Any) -> AsyncEn
             cur.close()
 
     return engine
+
+
+def _connect_or_dbapi_error(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect, with a failure to reach the server said as the driver's ``OperationalError``.
+
+    SQLAlchemy wraps only the driver's own errors (``DBAPIError``); asyncpg lets a refused
+    or reset socket, a host name that does not resolve, a refused TLS upgrade and its connect
+    timeout out as bare ``OSError``s, which went past every ``except SQLAlchemyError`` (a
+    150-line traceback for ``imhub migrate`` against a PostgreSQL that is down, where
+    asyncmy's own error gave one line). Wrapped, they are a ``DBAPIError`` like any other
+    (the original as its ``__cause__``, which ``storage.outage.unavailable`` looks at)."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:  # ConnectionError, socket.gaierror, TimeoutError among them
+        if isinstance(exc, TimeoutError):
+            why = f"no answer within {CONNECT_TIMEOUT:g} s"
+        else:
+            why = str(exc) or type(exc).__name__
+        raise dialect.loaded_dbapi.OperationalError(f"cannot connect: {why}") from exc
 
 
 # Durability (``Config.durability``, docs/security.md "Crash safety"): "fsync" answers a write

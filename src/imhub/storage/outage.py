@@ -36,7 +36,8 @@ _SQLITE_DOWN = frozenset({10, 13, 14})  # SQLITE_IOERR, SQLITE_FULL, SQLITE_CANT
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database could not be reached (or the link to it broke),
     rather than that a statement was wrong. Looks at ``exc`` and at the error it wraps."""
-    for err in (exc, exc.__cause__, getattr(exc, "orig", None)):
+    orig = getattr(exc, "orig", None)
+    for err in (exc, exc.__cause__, orig, getattr(orig, "__cause__", None)):
         if err is None:
             continue
         if isinstance(err, OSError | PoolTimeout):  # refused, reset, timed out; pool empty

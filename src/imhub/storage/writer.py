@@ -25,14 +25,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imhub.protocol.errors import ErrorCode, ImError
 from imhub.storage.bulk import commit_sqlite
 from imhub.storage.database import transient
-from imhub.storage.outage import UNAVAILABLE, OutageLog
+from imhub.storage.outage import UNAVAILABLE, OutageLog, unavailable
 from imhub.storage.staged import Transaction
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,20 @@ class _Job(Generic[T, R]):
 
 def _kind(job: _Job[Any, Any]) -> WriteKind[Any, Any]:
     return job.kind
+
+
+class _Stale(Exception):
+    """A batch failed because the connection kept from an earlier batch had died meanwhile,
+    before its COMMIT was sent: nothing of it was stored, and it may be tried again."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _dead(exc: BaseException) -> TypeGuard[Exception]:
+    """A failure that a dead connection shows (at once), not a hang nor a cancellation."""
+    return isinstance(exc, Exception) and not isinstance(exc, TimeoutError)
 
 
 class BatchWriter:
@@ -167,11 +181,15 @@ class BatchWriter:
             await self._task
         await self._disconnect()
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, invalidate: bool = False) -> None:
+        """Give the connection back, or (``invalidate``: it met a lost database) have the pool
+        discard it rather than reset a dead connection and hand it out again."""
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
                 async with asyncio.timeout(CLOSE_WITHIN):  # a hung server never answers
+                    if invalidate:
+                        await conn.invalidate()
                     await conn.close()
             except Exception:  # a broken connection: the pool discards it anyway
                 log.warning("closing the writer's connection failed", exc_info=True)
@@ -214,10 +232,12 @@ class BatchWriter:
         tx = self._tx
         assert tx.clean, "a transaction began with uncommitted cache entries"
         results: list[Any] = []
+        held = self._conn is not None  # kept from an earlier batch: not checked since
+        committing = False
         try:
             async with asyncio.timeout(self._deadline):
                 if self._conn is None:
-                    self._conn = await self._engine.connect()
+                    self._conn = await self._engine.connect()  # pre-pinged by the pool
                 conn = self._conn
                 runs = [(k, [j.item for j in run]) for k, run in groupby(jobs, key=_kind)]
                 if self._sqlite:  # pysqlite begins at the first write (``commit_sqlite``)
@@ -225,14 +245,23 @@ class BatchWriter:
                         results.extend(await kind.run(conn, items))
                     await commit_sqlite(conn)
                 else:
-                    async with conn.begin():
+                    async with conn.begin() as trans:
                         if self._lock_rows is not None:
                             await self._lock_rows(conn, runs)  # before anything locks a row
                         for kind, items in runs:
                             results.extend(await kind.run(conn, items))
-        except BaseException:  # any failure, cancellation included: nothing was written
+                        committing = True  # from here the database may have committed
+                        await trans.commit()
+        except BaseException as exc:  # any failure, cancellation included: nothing was written
             tx.discard()
-            await self._disconnect()  # the next batch starts on a fresh connection
+            lost = not self._sqlite and unavailable(exc)
+            await self._disconnect(invalidate=lost)  # the next try starts on a fresh connection
+            if lost and held and not committing and _dead(exc):
+                # The connection died while it waited between batches (the database
+                # restarted): no COMMIT was sent, so nothing was stored; try again at once on
+                # a connection the pool checks first. (A database that hangs is no dead
+                # connection: its sends are answered within one deadline, not two.)
+                raise _Stale(exc) from exc
             raise
         tx.commit()
         return results
@@ -243,7 +272,11 @@ class BatchWriter:
         failure. Nothing of a failed try is kept, so the next one starts afresh."""
         for attempt in range(TRANSIENT_RETRIES):
             try:
-                return await self._apply(jobs)
+                try:
+                    return await self._apply(jobs)
+                except _Stale as stale:
+                    log.info("the writer's connection was gone (%r); a fresh one", stale.error)
+                    return await self._apply(jobs)  # a fresh connection: not _Stale again
             except Exception as exc:
                 if not transient(exc) or attempt == TRANSIENT_RETRIES - 1:
                     raise
