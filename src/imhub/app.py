@@ -124,7 +124,11 @@ class App:
                 registry,
                 writer,
                 MoveReads(sequences),
-                GapFiller(engine, lambda row, users: cluster.read_at_once(row, users)),
+                GapFiller(
+                    engine,
+                    lambda row, users: cluster.read_at_once(row, users),
+                    config.max_frame,
+                ),
                 self.caches.forget_user,
                 self._caches_stale,
                 bus.presence,

@@ -223,3 +223,20 @@ async def test_a_message_too_large_for_the_bus_arrives_through_storage(
     assert await cb.silent(0.2)
     assert _redis_input_bytes(redis_server.url) - before < len(big)  # 5 MB sent, not via Redis
     assert a
+
+
+async def test_a_fill_of_large_messages_waits_for_its_reader(cluster: Any) -> None:
+    """The re-tester's second half: the fill from storage (after an outage, or of messages too
+    large for the bus) wrote everything at once and cut its readers as slow consumers. It now
+    writes as fast as the reader takes it, as a login backlog does: 12 MB to a reader that
+    reads nothing until all is stored (its connection may hold about 4 MB) all arrive."""
+    one, two = cluster(2, max_frame=2 * 1024 * 1024)
+    _a, ca = await user_on(one, "a")
+    b, cb = await user_on(two, "b")
+    big = [chr(ord("a") + i) * (2 * 1024 * 1024 - 100) for i in range(6)]
+    sent = [await ca.chat(b, f"big{i}", body) for i, body in enumerate(big)]
+    got = await receive(cb, 6)
+    assert [m["seq"] for m in got] == [s["seq"] for s in sent]
+    assert [m["body"] for m in got] == big
+    await cb.send({"msgType": 15})  # still served
+    assert (await cb.answer(15))["code"] == 0

@@ -211,7 +211,7 @@ async def filled(
     true}``): the session, and what it wrote, once every fill is done."""
     engine = create_async_engine(server.database.url, poolclass=NullPool)
     try:
-        filler = GapFiller(engine, lambda row, users: None)
+        filler = GapFiller(engine, lambda row, users: None, 64 * 1024)
         outlet = RecordingOutlet(1 << 20)
         session = Session(outlet, 0.0)
         session.user_id, session.on_gap, session.floor[-team] = user_id, filler.gap, floor

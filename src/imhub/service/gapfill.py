@@ -14,20 +14,19 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imhub.protocol import codec
 from imhub.protocol.conversation import conv_key
 from imhub.protocol.messages import MsgType
 from imhub.service.delivery import message
+from imhub.service.history import read_size
 from imhub.service.sessions import Session
 from imhub.storage.catchup import deleted_among, last_seqs, member_spans
 from imhub.storage.conversations import CHAT_MSG, MsgRow, messages_between
 from imhub.storage.reads import ConvState, conversations_of
 
 log = logging.getLogger(__name__)
-
-PAGE = 256  # messages read at once for one fill
 
 
 def form(session: Session, row: MsgRow) -> bytes:
@@ -44,8 +43,10 @@ class GapFiller:
         self,
         engine: AsyncEngine,
         read_at_once: Callable[[MsgRow, Iterable[int]], None],
+        max_frame: int,
     ) -> None:
         self._engine = engine
+        self._max_frame = max_frame  # the largest message: how many rows to read at once
         self._read_at_once = read_at_once  # the chat/notice rule for what a fill writes
         self._running: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._wanted: dict[tuple[int, int], int] = {}  # how far ``upto`` asked a fill to go
@@ -94,57 +95,73 @@ class GapFiller:
 
     async def _write(self, session: Session, conv: int, floor: int, target: int) -> None:
         spans = [(floor + 1, 0)]  # a one-to-one chat: all of it
-        async with self._engine.connect() as conn:
-            if conv < 0 and session.user_id is not None:
-                waiting = list(session.ahead.get(conv, ())) if session.ahead is not None else []
+        if conv < 0 and session.user_id is not None:
+            waiting = list(session.ahead.get(conv, ())) if session.ahead is not None else []
+            async with self._engine.connect() as conn:
                 spans = await member_spans(conn, -conv, session.user_id, floor)
-                # Copies waiting outside every membership (a node that had not yet heard of a
-                # removal delivered them) are not theirs: out before anything is written, or
-                # writing the end of one membership would release them. They were committed
-                # before this read, so any membership they belong to is in it.
-                session.discard(conv, [s for s in waiting if not _inside(spans, s)])
-            after = floor
-            for join_seq, leave_seq in spans:
-                if join_seq > target:
-                    break
-                if join_seq - 1 > after and session.held is None:
-                    # Nothing between the floor (or the end of the membership before) and
-                    # this join is theirs: the floor passes it first, or the rows written
-                    # below would wait behind that range, and the final ``skip_to`` would
-                    # drop them unsent (the add event of a member re-added while their own
-                    # post overtook it).
-                    session.skip_to(conv, join_seq - 1)
-                after = max(after, join_seq - 1)
-                upto = min(target, leave_seq) if leave_seq else target
-                await self._rows(conn, session, conv, (after, upto), spans)
-                after = max(after, upto)
+            # Copies waiting outside every membership (a node that had not yet heard of a
+            # removal delivered them) are not theirs: out before anything is written, or
+            # writing the end of one membership would release them. They were committed
+            # before this read, so any membership they belong to is in it.
+            session.discard(conv, [s for s in waiting if not _inside(spans, s)])
+        after = floor
+        for join_seq, leave_seq in spans:
+            if join_seq > target or session.closed:
+                break
+            if join_seq - 1 > after and session.held is None:
+                # Nothing between the floor (or the end of the membership before) and
+                # this join is theirs: the floor passes it first, or the rows written
+                # below would wait behind that range, and the final ``skip_to`` would
+                # drop them unsent (the add event of a member re-added while their own
+                # post overtook it).
+                session.skip_to(conv, join_seq - 1)
+            after = max(after, join_seq - 1)
+            upto = min(target, leave_seq) if leave_seq else target
+            await self._rows(session, conv, (after, upto), spans)
+            after = max(after, upto)
         if any(leave_seq for _, leave_seq in spans):
             await self._past_membership(session, conv)
 
     async def _rows(
         self,
-        conn: AsyncConnection,
         session: Session,
         conv: int,
         between: tuple[int, int],
         spans: list[tuple[int, int]],
     ) -> None:
-        """Write the stored rows of ``conv`` in (after, upto], in order. Copies that came
-        meanwhile between two of ``spans`` are not theirs: out before the rows release them."""
+        """Write the stored rows of ``conv`` in (after, upto], in order, as fast as the
+        connection takes them (a login backlog's pace: a fill after an outage, or of large
+        messages, must not make its reader a slow consumer), a read's worth of rows at a time
+        with no database connection held while it waits. Copies that came meanwhile between
+        two of ``spans`` are not theirs: out before the rows release them."""
         after, upto = between
-        while after < upto:
-            rows = await messages_between(conn, conv, after, upto, PAGE)
+        per_read = read_size(session.outlet.limit, self._max_frame)
+        while after < upto and not session.closed:
+            async with self._engine.connect() as conn:
+                rows = await messages_between(conn, conv, after, upto, per_read)
             if not rows:
                 break
-            own = session.ahead.get(conv, {}) if session.ahead is not None else {}
-            if own and len(spans) > 1:
-                session.discard(conv, [s for s in own if _between(spans, s)])
+            self._outside(session, conv, spans)
             for row in rows:
+                own = session.ahead.get(conv, {}) if session.ahead is not None else {}
                 if own.get(row.seq, b"") is not None:  # None: this connection sent it
                     session.deliver(conv, row.seq, form(session, row))
+                    taken = session.outlet.drained()
+                    if taken is not None:
+                        await taken
+                        if session.closed:
+                            return
+                        self._outside(session, conv, spans)
             if session.user_id is not None and conv in session.entered:
                 self._read_at_once(rows[-1], (session.user_id,))
             after = rows[-1].seq
+
+    @staticmethod
+    def _outside(session: Session, conv: int, spans: list[tuple[int, int]]) -> None:
+        """Drop the copies waiting between two of ``spans`` (not the member's)."""
+        own = session.ahead.get(conv, {}) if session.ahead is not None else {}
+        if own and len(spans) > 1:
+            session.discard(conv, [s for s in own if _between(spans, s)])
 
     async def _past_membership(self, session: Session, conv: int) -> None:
         """A membership ended past the floor: live copies waiting outside every membership
