@@ -147,6 +147,13 @@ _CHAT = (
     " delete_flag) values (?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, 0, 0, 0)"
 )
 
+# Every member row's membership (all a generated group has: nobody left), as migration 0005
+# made them for the databases before it.
+MEMBERSHIPS = (
+    "insert into team_membership (team_id, user_id, join_seq, leave_seq)"
+    " select team_id, to_user_id, join_seq, leave_seq from chat where event_type = 1"
+)
+
 
 def migrate(data_dir: Path) -> Path:
     """An empty, migrated database (``imhub migrate``, as the server's own start-up)."""
@@ -232,6 +239,7 @@ def generate(out: Path, messages: int, conversations: int, seed: int = 1) -> dic
             db.execute("commit")
             db.execute("begin")
     db.executemany(_CHAT, chat_rows(p, seed))
+    db.execute(MEMBERSHIPS)
     db.executemany(
         "insert into team (team_id, team_name, team_admin, team_admin_name, last_seq, version,"
         " delete_flag) values (?, ?, ?, ?, ?, 0, 0)",

@@ -26,6 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bench.history_gen import (
     DAY_MS,
+    MEMBERSHIPS,
     Plan,
     _stats,
     chat_rows,
@@ -79,6 +80,7 @@ async def generate_postgres(
         await conn.copy_records_to_table("team_msg", records=_team(p, seed, t0), columns=_TEAM)
         chats = ((*row, 0, 0, 0) for row in chat_rows(p, seed))
         await conn.copy_records_to_table("chat", records=chats, columns=_CHAT)
+        await conn.execute(MEMBERSHIPS)
         await conn.copy_records_to_table("team", records=team_rows(p), columns=_TEAM_ROW)
         for table, column in _SEQUENCES.items():
             await conn.execute(
