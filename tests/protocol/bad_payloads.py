@@ -51,6 +51,7 @@ UNDECODABLE: dict[str, bytes] = {
 # The refusals that can still name the message: its msgIdClient is readable on its own.
 ECHOED = {
     "invalid UTF-8 in a string": "u1",
+    "a lone surrogate escape": "u2",
     "an id beyond 64 bits": "u3",
     "a bodyType beyond 32 bits": "u4",
 }

@@ -148,10 +148,12 @@ def create_engine(
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            # First: setting the journal mode waits for a lock another process holds (a
+            # migration's BEGIN IMMEDIATE) only this long.
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before the first table, or ignored
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={_SQLITE_SYNCHRONOUS[durability]}")
-            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
