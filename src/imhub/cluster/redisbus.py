@@ -35,8 +35,9 @@ BACKOFF_MIN, BACKOFF_MAX = 0.1, 1.0  # s: a returning Redis is used within a sec
 
 
 # One command for a round's publications (channel, data, channel, data, ...): redis-py spent
-# 13-20 us of this process's CPU on each PUBLISH of a pipeline, this about 3
-# (bench/cluster_bus.py). A call of PUBLISH_AT_ONCE holds Redis about a millisecond.
+# 13-20 us of this process's CPU on each PUBLISH of a pipeline, this about 5, and Redis about
+# 0.6 us more than for a pipelined PUBLISH (bench/cluster_bus.py). A call of PUBLISH_AT_ONCE
+# holds Redis about a millisecond.
 PUBLISH_AT_ONCE = 500
 PUBLISH_BYTES = 1024 * 1024  # and at most about this much news (one larger item goes alone)
 PUBLISH_ALL = """
@@ -263,7 +264,7 @@ class RedisBus:
             first.set_result(None)
         if not was_down:
             log.info("cluster bus (Redis) linked: node %s", self.node_id.decode())
-        if was_down:
+        else:
             log.warning("cluster bus (Redis) is back; catching up from storage")
             if self._on_resumed is not None:
                 asyncio.ensure_future(self._on_resumed()).add_done_callback(_quiet)
@@ -278,7 +279,7 @@ class RedisBus:
         while True:
             # The connection's own read, then every reply already parsed from the same bytes:
             # pub/sub's get_message spent about 23 us of CPU per message on its layers
-            # (retries, health checks, a dict each), this about 1.5 (bench/cluster_bus.py).
+            # (retries, health checks, a dict each), this about 2 (bench/cluster_bus.py).
             reply = await conn.read_response(
                 timeout=1.0, disconnect_on_error=False, push_request=True
             )

@@ -116,9 +116,12 @@ def refusal(exc: Exception, what: str, payload: bytes | str = b"") -> str:
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
+def _as_bytes(payload: bytes | str) -> bytes:
+    return payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+
+
 def _surrogate_escape(payload: bytes | str) -> bool:
-    data = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
-    return _SURROGATE.search(data) is not None
+    return _SURROGATE.search(_as_bytes(payload)) is not None
 
 
 def _recover_msg_id_client(payload: bytes | str) -> str | None:
@@ -129,7 +132,7 @@ def _recover_msg_id_client(payload: bytes | str) -> str | None:
         pass
     # msgspec refuses half a surrogate pair even in a field it skips: read again with every
     # such escape made harmless, unless that changed the id itself.
-    data = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
+    data = _as_bytes(payload)
     if _SURROGATE.search(data) is None:
         return None
     try:

@@ -54,19 +54,22 @@ class GapFiller:
 
     def gap(self, session: Session, conv: int) -> None:
         """``Session.on_gap``: fill ``conv`` for ``session`` (once at a time)."""
+        self._start(session, conv)
+
+    def _start(self, session: Session, conv: int) -> tuple[int, int]:
+        """The fill of ``conv`` for ``session``, begun unless one runs: its key."""
         key = (id(session), conv)
         if key not in self._running:
             self._running[key] = asyncio.create_task(self._fill(session, conv, key))
+        return key
 
     def upto(self, session: Session, conv: int, last_seq: int) -> None:
         """Make sure ``session`` has ``conv`` up to ``last_seq`` (a catch-up, a message too
         large for the bus); a fill already running goes on that far."""
         if last_seq <= session.floor.get(conv, 0) or session.closed:
             return
-        key = (id(session), conv)
+        key = self._start(session, conv)  # a task: it first runs after this has been set
         self._wanted[key] = max(last_seq, self._wanted.get(key, 0))
-        if key not in self._running:
-            self._running[key] = asyncio.create_task(self._fill(session, conv, key))
 
     async def _fill(self, session: Session, conv: int, key: tuple[int, int]) -> None:
         try:

@@ -109,7 +109,7 @@ class StoreMessages:
         if refused:
             earlier = await _earlier(conn, refused)
             for i, m in enumerate(items):
-                row = earlier.get((m.team_id != 0, m.from_user_id, m.msg_id_client))
+                row = earlier.get(_retry_key(m))
                 if row is not None and isinstance(results[i], ImError):
                     results[i] = Stored(row, True)
         return results
@@ -138,7 +138,7 @@ class StoreMessages:
         fresh: list[tuple[int, int | tuple[int, int], frozenset[int]]] = []
         pairs: set[tuple[int, int]] = set()
         for i, m in enumerate(items):
-            key = (m.team_id != 0, m.from_user_id, m.msg_id_client)
+            key = (m.team_id != 0, m.from_user_id, m.msg_id_client)  # _retry_key, inline
             if key in earlier:
                 results[i] = Stored(earlier[key], True)
                 continue
@@ -203,10 +203,15 @@ class StoreMessages:
             results[i] = Stored(row, False, audience, readers)
         for i, m in enumerate(items):
             if results[i] is None:
-                first = results[first_of[(m.team_id != 0, m.from_user_id, m.msg_id_client)]]
+                first = results[first_of[_retry_key(m)]]
                 assert isinstance(first, Stored)
                 results[i] = Stored(first.row, True)
         return results  # type: ignore[return-value]  # every slot is filled by now
+
+
+def _retry_key(m: MsgIn) -> tuple[bool, int, str]:
+    """What a retry repeats: the kind of conversation, the sender, the client's id."""
+    return m.team_id != 0, m.from_user_id, m.msg_id_client
 
 
 async def _earlier(
